@@ -1,0 +1,347 @@
+"""Typed data of the whole flow: what users write, what the controller records, what it decides.
+
+Place in the flow: everything else passes these values around. Frozen pydantic v2 models for the
+three documents of the release repo (ModelPin, PromotionPolicy, ModelStatus), from which
+schemas/*.json are generated, and the small frozen types of a decision (Action, Plan) and of its
+result (Outcome). Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+API_VERSION = "releasectl/v1"
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+DNS_LABEL_RE = re.compile(DNS_LABEL)
+SEMVER = (
+    r"^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)"
+    r"(-[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?(\+[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?$"
+)
+SEMVER_RE = re.compile(SEMVER)
+SHA256_HEX = r"^[0-9a-f]{64}$"
+DIGEST = r"^sha256:[0-9a-f]{64}$"
+GIT_SHA = r"^[0-9a-f]{40}$"
+GATE = r"^(>=|<=|>|<|==)\s*-?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+)?$"
+GATE_RE = re.compile(r"^(>=|<=|>|<|==)\s*(\S+)$")
+DURATION = r"^[0-9]+[smhd]$"
+EMAIL = r"^[^@\s<>]+@[^@\s<>]+$"
+
+DnsLabel = Annotated[str, StringConstraints(pattern=DNS_LABEL)]
+SemVer = Annotated[str, StringConstraints(pattern=SEMVER)]
+Digest = Annotated[str, StringConstraints(pattern=DIGEST)]
+GitSha = Annotated[str, StringConstraints(pattern=GIT_SHA)]
+Email = Annotated[str, StringConstraints(pattern=EMAIL)]
+
+# What the embedded steps can compute, and which way is better. A gate on anything else is
+# rejected when the pin is read, not discovered half-way through a workflow.
+METRICS: dict[str, Literal["higher", "lower"]] = {
+    "accuracy": "higher",
+    "balanced_accuracy": "higher",
+    "f1_macro": "higher",
+    "roc_auc": "higher",
+    "log_loss": "lower",
+    "p50_latency_ms": "lower",
+    "p95_latency_ms": "lower",
+}
+Metric = Literal[
+    "accuracy", "balanced_accuracy", "f1_macro", "roc_auc", "log_loss", "p50_latency_ms", "p95_latency_ms"
+]
+
+# Recipes the embedded default ships (workflows/recipes), with the parameters each accepts.
+RECIPES: dict[str, dict[str, type]] = {
+    "gradient-boosting": {
+        "n_estimators": int,
+        "learning_rate": float,
+        "max_depth": int,
+        "subsample": float,
+        "seed": int,
+    },
+    "random-forest": {"n_estimators": int, "max_depth": int, "min_samples_leaf": int, "seed": int},
+    "logistic-regression": {"C": float, "max_iter": int, "seed": int},
+}
+Recipe = Literal["gradient-boosting", "random-forest", "logistic-regression"]
+
+_STRICT = ConfigDict(frozen=True, extra="forbid")
+
+
+class _Frozen(BaseModel):
+    model_config = _STRICT
+
+
+# ---------------------------------------------------------------------------------------------
+# ModelPin
+
+
+class DatasetRef(_Frozen):
+    name: DnsLabel = Field(description="A dataset in the data catalog (breast-cancer, wine, digits, ...)")
+    sha256: Annotated[str, StringConstraints(pattern=SHA256_HEX)] = Field(
+        description="sha256 of the dataset snapshot the model must be trained on"
+    )
+
+
+class Training(_Frozen):
+    recipe: Recipe
+    dataset: DatasetRef
+    params: dict[str, int | float | str | bool] = Field(
+        default_factory=dict, description="Recipe parameters; `seed` is required"
+    )
+
+
+class Evaluation(_Frozen):
+    gates: dict[Metric, Annotated[str, StringConstraints(pattern=GATE)]] = Field(
+        default_factory=dict, description='Each metric must satisfy "<op> <threshold>", e.g. ">= 0.95"'
+    )
+    max_regression: dict[Metric, Annotated[float, Field(ge=0)]] = Field(
+        default_factory=dict,
+        description="How much worse than the version live in this environment a metric may be",
+    )
+    max_drift_psi: float = Field(
+        default=0.25,
+        ge=0,
+        description="Largest population stability index per feature against the live version's data",
+    )
+
+
+class Canary(_Frozen):
+    steps: list[Annotated[int, Field(ge=1, le=100)]] = Field(default_factory=lambda: [10, 50, 100], min_length=1)
+    max_error_rate: float = Field(default=0.01, ge=0, le=1)
+    requests_per_step: int = Field(default=200, ge=10, le=100_000)
+
+    @model_validator(mode="after")
+    def _increasing_to_full(self) -> Canary:
+        if any(b <= a for a, b in zip(self.steps, self.steps[1:], strict=False)) or self.steps[-1] != 100:
+            raise ValueError("canary.steps must increase strictly and end at 100")
+        return self
+
+
+class Deployment(_Frozen):
+    strategy: Literal["direct", "canary", "blue-green"] = "direct"
+    canary: Canary = Field(default_factory=Canary)
+
+
+class ModelPin(_Frozen):
+    """environments/<env>/<model>.yaml: which version of a model an environment should run."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    api_version: Literal["releasectl/v1"] = Field(alias="apiVersion")
+    kind: Literal["ModelPin"]
+    model: DnsLabel
+    version: SemVer
+    owner: Email
+    training: Training
+    evaluation: Evaluation = Field(default_factory=Evaluation)
+    deployment: Deployment = Field(default_factory=Deployment)
+
+    def spec_digest(self) -> str:
+        """sha256 of the canonical JSON of model, version and training: what "a version" means."""
+        body = {"model": self.model, "version": self.version, "training": self.training.model_dump(mode="json")}
+        canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------
+# PromotionPolicy
+
+
+class Approvals(_Frozen):
+    min: int = Field(default=0, ge=0)
+    from_: list[Email] = Field(default_factory=list, alias="from")
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+class EnvironmentPolicy(_Frozen):
+    requires: DnsLabel | None = Field(
+        default=None, description="The environment that must have Deployed the same spec digest first"
+    )
+    min_soak: Annotated[str, StringConstraints(pattern=DURATION)] | None = Field(
+        default=None, description="How long the spec must have been Deployed there (e.g. 30m, 1h, 2d)"
+    )
+    approvals: Approvals = Field(default_factory=Approvals)
+    require_signed: bool = False
+
+
+class PromotionPolicy(_Frozen):
+    """environments/policy.yaml: the order of environments and what a change in each needs."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    api_version: Literal["releasectl/v1"] = Field(alias="apiVersion")
+    kind: Literal["PromotionPolicy"]
+    order: list[DnsLabel] = Field(min_length=1)
+    environments: dict[DnsLabel, EnvironmentPolicy] = Field(default_factory=dict)
+    rollback_requires_approval: bool = False
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PromotionPolicy:
+        if len(set(self.order)) != len(self.order):
+            raise ValueError("order lists an environment twice")
+        for env in self.environments:
+            if env not in self.order:
+                raise ValueError(f"environments.{env} is not in order")
+        for i, env in enumerate(self.order):
+            req = self.for_env(env).requires
+            if req is not None and (i == 0 or self.order[i - 1] != req):
+                raise ValueError(f"environments.{env}.requires must name the environment before it in order")
+        return self
+
+    def for_env(self, env: str) -> EnvironmentPolicy:
+        return self.environments.get(env) or EnvironmentPolicy()
+
+
+def duration_seconds(text: str) -> int:
+    return int(text[:-1]) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[text[-1]]
+
+
+# ---------------------------------------------------------------------------------------------
+# ModelStatus
+
+
+class Phase(StrEnum):
+    DEPLOYED = "Deployed"
+    BLOCKED = "Blocked"
+    REJECTED = "Rejected"
+    FAILED = "Failed"
+    ERRORED = "Errored"
+    SUPERSEDED = "Superseded"
+    REMOVED = "Removed"
+
+
+class DesiredRef(_Frozen):
+    version: str = Field(description="The pin's version, or `unknown` when the pin could not be read")
+    spec_digest: Digest | None = None
+    source_commit: GitSha
+
+
+class LiveRef(_Frozen):
+    version: SemVer
+    spec_digest: Digest
+    artifact: Digest
+    since: datetime
+
+
+class WorkflowRef(_Frozen):
+    name: str
+    executor: str
+    started: datetime | None = None
+    finished: datetime | None = None
+
+
+class GateResult(_Frozen):
+    metric: str
+    op: str
+    threshold: float
+    value: float | None
+    passed: bool
+    kind: Literal["gate", "regression"] = "gate"
+
+
+class ModelStatus(_Frozen):
+    """status/<env>/<model>.yaml: the latest outcome for a pin, written only by the controller."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    api_version: Literal["releasectl/v1"] = Field(default="releasectl/v1", alias="apiVersion")
+    kind: Literal["ModelStatus"] = "ModelStatus"
+    model: DnsLabel
+    environment: DnsLabel
+    phase: Phase
+    reason: str = ""
+    desired: DesiredRef
+    live: LiveRef | None = None
+    artifact: Digest | None = Field(default=None, description="The artifact this outcome built or used")
+    workflow: WorkflowRef | None = None
+    metrics: dict[str, float] = Field(default_factory=dict)
+    gates: list[GateResult] = Field(default_factory=list)
+    attempts: int = Field(default=0, ge=0, description="Consecutive Errored outcomes for this desired pin")
+    deployed: list[LiveRef] = Field(
+        default_factory=list,
+        description="Versions this environment has run, newest first (at most 20): rollback evidence",
+    )
+
+
+DEPLOYED_HISTORY = 20
+
+
+# ---------------------------------------------------------------------------------------------
+# A decision and its result
+
+
+class ActionKind(StrEnum):
+    DEPLOY = "deploy"  # a new or changed pin: train when no artifact has this digest, else reuse
+    ROLLBACK = "rollback"  # the pin returns to a digest this environment ran: deploy-only
+    REMOVE = "remove"  # the pin was deleted
+    BLOCK = "block"  # policy says not yet
+    REJECT = "reject"  # the pin is invalid
+    SUPERSEDE = "supersede"  # a merged change that a later one replaced before it ran
+
+
+RUNNABLE = frozenset({ActionKind.DEPLOY, ActionKind.ROLLBACK, ActionKind.REMOVE})
+
+
+class Action(_Frozen):
+    kind: ActionKind
+    environment: DnsLabel
+    model: DnsLabel
+    version: str
+    source_commit: GitSha
+    spec_digest: Digest | None = None
+    reason: str = ""
+    pin: ModelPin | None = None
+    artifact: Digest | None = Field(default=None, description="An existing artifact to deploy (no training)")
+    live: LiveRef | None = None
+    adopted: bool = False
+    attempts: int = 0
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.environment, self.model)
+
+    @property
+    def trains(self) -> bool:
+        return self.kind is ActionKind.DEPLOY and self.artifact is None
+
+    @property
+    def workflow_name(self) -> str:
+        """Deterministic, so that a resubmission after a crash attaches to the run that exists."""
+        seed = f"{self.kind}:{self.spec_digest or ''}:{self.source_commit}"
+        short = hashlib.sha256(seed.encode()).hexdigest()[:10]
+        name = f"rc-{self.environment}-{self.model}-{short}"
+        if len(name) > 63:  # a label value and a pod-name prefix must stay within 63 characters
+            name = f"rc-{self.environment[:16].rstrip('-')}-{self.model[:30].rstrip('-')}-{short}"
+        return name
+
+
+class Plan(_Frozen):
+    actions: tuple[Action, ...] = ()
+    in_sync: tuple[tuple[str, str], ...] = Field(default=(), description="(env, model) with nothing to do")
+    waiting: tuple[tuple[str, str, str], ...] = Field(
+        default=(), description="(env, model, why) still Blocked or backing off, already recorded"
+    )
+
+    def runnable(self) -> tuple[Action, ...]:
+        return tuple(a for a in self.actions if a.kind in RUNNABLE)
+
+    def records_only(self) -> tuple[Action, ...]:
+        return tuple(a for a in self.actions if a.kind not in RUNNABLE)
+
+
+class Outcome(_Frozen):
+    """What happened to one action; becomes one status commit."""
+
+    action: Action
+    phase: Phase
+    reason: str = ""
+    artifact: Digest | None = None
+    metrics: dict[str, float] = Field(default_factory=dict)
+    gates: tuple[GateResult, ...] = ()
+    workflow: WorkflowRef | None = None
+    details: dict[str, Any] = Field(default_factory=dict)

@@ -1,0 +1,233 @@
+"""Bytes of a release repo's tree -> pins, the policy, and precise rejections.
+
+Place in the flow: the git adapter hands over (path, blob) pairs read from a commit's tree;
+this module turns them into DesiredPin values for the planner, each either a valid ModelPin or
+the problems that reject it (file, field path, rule). One bad file never hides another. Parsed
+results are memoised by (path, blob sha), so a poll re-parses only what changed. Pure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from controller.models import DNS_LABEL_RE, RECIPES, ModelPin, PromotionPolicy
+from controller.schemas import Problem, load_yaml, schema_problems
+
+ENV_ROOT = "environments/"
+STATUS_ROOT = "status/"
+POLICY_PATH = "environments/policy.yaml"
+PIN_SUFFIX = ".yaml"
+
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class DesiredPin:
+    """What one pin file asks for at a commit, and the commit that last changed it."""
+
+    environment: str
+    model: str
+    path: str
+    source_commit: str
+    pin: ModelPin | None
+    problems: tuple[Problem, ...] = ()
+    digest: str | None = None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.environment, self.model)
+
+    @property
+    def valid(self) -> bool:
+        return self.pin is not None and not self.problems
+
+    @property
+    def version(self) -> str:
+        return self.pin.version if self.pin is not None else "unknown"
+
+
+@dataclass(frozen=True)
+class PinPath:
+    environment: str
+    model: str
+
+
+def classify(path: str, order: Iterable[str]) -> PinPath | Problem | None:
+    """Where a path under environments/ belongs: a pin, a problem, or nothing we read."""
+    if not path.startswith(ENV_ROOT) or path == POLICY_PATH:
+        return None
+    rest = path[len(ENV_ROOT) :]
+    if "/" not in rest:
+        return None  # README.md and friends at the top of environments/
+    env, _, name = rest.partition("/")
+    base = name.rsplit("/", 1)[-1]
+    if base.startswith(".") or not base.endswith((".yaml", ".yml")):
+        return None
+    if env not in set(order):
+        return Problem(path, "(path)", f"environment {env!r} is not in policy.yaml order", "environment")
+    if "/" in name:
+        return Problem(path, "(path)", "pins live directly under environments/<env>/", "layout")
+    if not name.endswith(PIN_SUFFIX):
+        return Problem(path, "(path)", "pin files end in .yaml", "extension")
+    stem = name[: -len(PIN_SUFFIX)]
+    if not DNS_LABEL_RE.match(stem):
+        return Problem(path, "(path)", f"file stem {stem!r} is not a DNS label (a-z, 0-9, '-')", "dns-label")
+    return PinPath(env, stem)
+
+
+def _document(path: str, data: bytes) -> Any | Problem:
+    try:
+        return load_yaml(data)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        what = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        return Problem(path, "(document)", f"is not valid YAML{where}: {what}", "yaml")
+    except UnicodeDecodeError:
+        return Problem(path, "(document)", "is not UTF-8 text", "yaml")
+
+
+def _validate(kind: str, model: type[M], path: str, doc: Any) -> M | list[Problem]:
+    if not isinstance(doc, dict):
+        return [Problem(path, "(document)", "must be a mapping", "type")]
+    try:
+        return model.model_validate(doc)
+    except ValidationError as exc:
+        problems = schema_problems(kind, path, doc)
+        # A few rules live in validators only (they have no JSON Schema form); say those as pydantic does.
+        return problems or [
+            Problem(
+                path,
+                ".".join(str(p) for p in err["loc"]) or "(document)",
+                err["msg"].removeprefix("Value error, "),
+                err["type"],
+            )
+            for err in exc.errors()
+        ]
+
+
+def parse_pin(path: str, data: bytes, model: str) -> ModelPin | list[Problem]:
+    """One pin file -> a ModelPin, or every problem with it."""
+    doc = _document(path, data)
+    if isinstance(doc, Problem):
+        return [doc]
+    result = _validate("ModelPin", ModelPin, path, doc)
+    if isinstance(result, list):
+        return result
+    problems = []
+    if result.model != model:
+        problems.append(
+            Problem(path, "model", f"{result.model!r} must equal the file stem {model!r}", "model-matches-file")
+        )
+    allowed = RECIPES[result.training.recipe]
+    for name, value in result.training.params.items():
+        if name not in allowed:
+            problems.append(
+                Problem(
+                    path,
+                    f"training.params.{name}",
+                    f"is not a parameter of recipe {result.training.recipe} "
+                    f"(allowed: {', '.join(sorted(allowed))})",
+                    "recipe-params",
+                )
+            )
+        elif not _fits(value, allowed[name]):
+            problems.append(
+                Problem(
+                    path,
+                    f"training.params.{name}",
+                    f"{value!r} is not of type {allowed[name].__name__}",
+                    "recipe-params",
+                )
+            )
+    if "seed" not in result.training.params:
+        problems.append(Problem(path, "training.params.seed", "is required: training must be repeatable", "seed"))
+    return problems or result
+
+
+def _fits(value: object, kind: type) -> bool:
+    if isinstance(value, bool):
+        return kind is bool
+    if kind is float:
+        return isinstance(value, int | float)
+    return isinstance(value, kind)
+
+
+def parse_policy(data: bytes | None, path: str = POLICY_PATH) -> PromotionPolicy | list[Problem]:
+    if data is None:
+        return [Problem(path, "(document)", "is missing: the release repo needs a promotion policy", "policy")]
+    doc = _document(path, data)
+    if isinstance(doc, Problem):
+        return [doc]
+    return _validate("PromotionPolicy", PromotionPolicy, path, doc)
+
+
+@dataclass
+class PinReader:
+    """Memoised parse of pin blobs: a poll re-parses only files whose blob changed."""
+
+    order: tuple[str, ...]
+    _cache: dict[tuple[str, str], ModelPin | list[Problem]] = field(default_factory=dict)
+
+    def read(self, path: str, blob: str, data: bytes | None, source_commit: str) -> DesiredPin | Problem | None:
+        where = classify(path, self.order)
+        if not isinstance(where, PinPath):
+            return where
+        key = (path, blob)
+        parsed = self._cache.get(key)
+        if parsed is None:
+            if data is None:
+                raise KeyError(f"{path}: blob {blob} is not cached and no data was given")
+            parsed = self._cache[key] = parse_pin(path, data, where.model)
+        if isinstance(parsed, list):
+            return DesiredPin(where.environment, where.model, path, source_commit, None, tuple(parsed))
+        return DesiredPin(where.environment, where.model, path, source_commit, parsed, (), parsed.spec_digest())
+
+    def known(self, path: str, blob: str) -> bool:
+        return (path, blob) in self._cache
+
+
+def check_versions(pins: Mapping[str, DesiredPin], order: Iterable[str]) -> dict[str, Problem]:
+    """One model's pins across environments: the same version must mean the same training spec.
+
+    The environment earliest in `order` that pins a version defines it (that is where it is
+    trained); any later environment pinning that version with another spec is rejected.
+    """
+    defined: dict[str, DesiredPin] = {}
+    problems: dict[str, Problem] = {}
+    for env in order:
+        desired = pins.get(env)
+        if desired is None or not desired.valid or desired.pin is None:
+            continue
+        first = defined.setdefault(desired.pin.version, desired)
+        if first.digest != desired.digest:
+            problems[env] = Problem(
+                desired.path,
+                "training",
+                f"version {desired.pin.version} is {_short(first.digest)} in {first.environment} "
+                f"but {_short(desired.digest)} here; the same version must have the same training spec "
+                "(bump the version)",
+                "same-version-same-spec",
+            )
+    return problems
+
+
+def _short(digest: str | None) -> str:
+    return (digest or "")[:19] + "…"
+
+
+def with_problem(desired: DesiredPin, problem: Problem) -> DesiredPin:
+    return DesiredPin(
+        desired.environment,
+        desired.model,
+        desired.path,
+        desired.source_commit,
+        desired.pin,
+        (*desired.problems, problem),
+        desired.digest,
+    )
