@@ -28,6 +28,8 @@ from gitdb.base import IStream
 from controller.errors import GitError, PushRejected, UsageError
 from controller.history import CommitRecord, FileChange
 from controller.pins import ENV_ROOT, STATUS_ROOT
+from controller.planner import CommitInfo
+from controller.trail import all_trailers
 
 ZERO = "0" * 40
 TRACKING = "refs/remotes/origin/{branch}"
@@ -123,7 +125,7 @@ class GitRepo:
     def local_head(self) -> str:
         """The tracking ref read in-process (no subprocess)."""
         try:
-            return str(self.repo.refs[f"origin/{self.branch}"].commit.hexsha)  # type: ignore[index]
+            return str(self.repo.refs[f"origin/{self.branch}"].commit.hexsha)
         except (IndexError, ValueError):
             return ""
 
@@ -165,6 +167,11 @@ class GitRepo:
                 break
         return author, body
 
+    def commit_info(self, sha: str) -> CommitInfo:
+        """Author and `Approved-by:` trailers of the commit that set a pin (for the policy)."""
+        author, body = self.commit_message(sha)
+        return CommitInfo(sha=sha, author_email=author, approvers=tuple(all_trailers(body, "Approved-by")))
+
     def read_commit_object(self, sha: str) -> str:
         return bytes(self.repo.odb.stream(bytes.fromhex(sha)).read()).decode("utf-8", "replace")
 
@@ -176,6 +183,7 @@ class GitRepo:
         *,
         reverse: bool = True,
         first_parent: bool = True,
+        max_count: int | None = None,
     ) -> list[CommitRecord]:
         """First-parent commits in since..rev that touch `paths`, with their changed files.
 
@@ -192,6 +200,8 @@ class GitRepo:
             args[:0] = ["--first-parent", "--diff-merges=first-parent"]
         if reverse:
             args.append("--reverse")
+        if max_count is not None:
+            args.append(f"--max-count={max_count}")
         args.append(f"{since}..{rev}" if since else rev)
         try:
             out = self.git.log(*args, "--", *[p.rstrip("/") for p in paths])
@@ -212,6 +222,10 @@ class GitRepo:
             if len(found) == len(wanted):
                 break
         return found
+
+    def changed_paths(self, base: str, rev: str) -> list[str]:
+        out = self.git.diff("--name-only", "-z", "--no-renames", base, rev, "--", ENV_ROOT.rstrip("/"))
+        return [p for p in str(out).split("\0") if p]
 
     def is_ancestor(self, ancestor: str, rev: str) -> bool:
         try:
@@ -240,8 +254,9 @@ class GitRepo:
                     blob = self.store_blob(data)
                     self.git.update_index("--add", "--cacheinfo", f"100644,{blob},{path}", env=env)
                 tree = self.git.write_tree(env=env)
-                head = self.git.commit_tree(tree, "-p", head, "-F", "-", istream=BytesIO(pending.message.encode()),
-                                            env=env)
+                head = self.git.commit_tree(
+                    tree, "-p", head, "-F", "-", istream=BytesIO(pending.message.encode()), env=env
+                )
         return str(head)
 
     def push(self, sha: str) -> None:
@@ -285,8 +300,14 @@ class GitRepo:
 
     # -- what users do (CLI rollback / promote, the demo) -----------------------------------------
 
-    def commit_on(self, ref: str, parent: str, files: dict[str, bytes | None], message: str,
-                  identity: Identity | None = None) -> str:
+    def commit_on(
+        self,
+        ref: str,
+        parent: str,
+        files: dict[str, bytes | None],
+        message: str,
+        identity: Identity | None = None,
+    ) -> str:
         """A commit on `ref` (created or fast-forwarded) that writes or deletes `files`."""
         with tempfile.TemporaryDirectory(prefix="releasectl-index-") as tmp:
             env = {"GIT_INDEX_FILE": os.path.join(tmp, "index"), **(identity.env() if identity else {})}
@@ -298,10 +319,49 @@ class GitRepo:
                     blob = self.store_blob(data)
                     self.git.update_index("--add", "--cacheinfo", f"100644,{blob},{path}", env=env)
             tree = self.git.write_tree(env=env)
-            sha = str(self.git.commit_tree(tree, "-p", parent, "-F", "-", istream=BytesIO(message.encode()),
-                                           env=env))
+            sha = str(self.git.commit_tree(tree, "-p", parent, "-F", "-", istream=BytesIO(message.encode()), env=env))
         self.git.update_ref(ref, sha)
         return sha
+
+    # -- a working clone (rollback) ----------------------------------------------------------------
+
+    @property
+    def is_bare(self) -> bool:
+        return bool(self.repo.bare)
+
+    def dirty(self) -> bool:
+        return bool(self.repo.is_dirty(untracked_files=False))
+
+    def current_branch(self) -> str:
+        return str(self.git.rev_parse("--abbrev-ref", "HEAD"))
+
+    def ref_exists(self, ref: str) -> bool:
+        try:
+            self.git.rev_parse("--verify", "--quiet", ref)
+            return True
+        except GitCommandError:
+            return False
+
+    def all_changes(self, sha: str) -> list[str]:
+        """Every path a commit changed against its first parent (not only under environments/)."""
+        out = self.git.diff_tree(
+            "--no-commit-id", "-r", "-z", "--name-only", "--no-renames", "-m", "--first-parent", "--root", sha
+        )
+        return [p for p in str(out).split("\0") if p]
+
+    def revert(self, sha: str, mainline: int | None = None) -> str:
+        args = ["--no-edit"] + (["-m", str(mainline)] if mainline else []) + [sha]
+        try:
+            self.git.revert(*args)
+        except GitCommandError as exc:
+            raise GitError(f"git revert {sha[:12]} failed: {_stderr(exc)}") from exc
+        return self.rev("HEAD")
+
+    def restore_and_commit(self, path: str, rev: str, message: str) -> str:
+        """Check `path` out as it was at `rev` and commit only that file (a path-limited revert)."""
+        self.git.checkout(rev, "--", path)
+        self.git.commit("-m", message, "--", path)
+        return self.rev("HEAD")
 
 
 def _stderr(exc: GitCommandError) -> str:

@@ -80,7 +80,15 @@ def fold(
                     version = versions.get(change.new_blob or "", "unknown")
                 rows.append(
                     HistoryRow(
-                        when, pin[0], model, kind, version, "", commit.sha, commit.sha, commit.author_email,
+                        when,
+                        pin[0],
+                        model,
+                        kind,
+                        version,
+                        "",
+                        commit.sha,
+                        commit.sha,
+                        commit.author_email,
                         commit.subject,
                     )
                 )

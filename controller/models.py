@@ -50,9 +50,7 @@ METRICS: dict[str, Literal["higher", "lower"]] = {
     "p50_latency_ms": "lower",
     "p95_latency_ms": "lower",
 }
-Metric = Literal[
-    "accuracy", "balanced_accuracy", "f1_macro", "roc_auc", "log_loss", "p50_latency_ms", "p95_latency_ms"
-]
+Metric = Literal["accuracy", "balanced_accuracy", "f1_macro", "roc_auc", "log_loss", "p50_latency_ms", "p95_latency_ms"]
 
 # Recipes the embedded default ships (workflows/recipes), with the parameters each accepts.
 RECIPES: dict[str, dict[str, type]] = {
@@ -142,7 +140,11 @@ class ModelPin(_Frozen):
 
     def spec_digest(self) -> str:
         """sha256 of the canonical JSON of model, version and training: what "a version" means."""
-        body = {"model": self.model, "version": self.version, "training": self.training.model_dump(mode="json")}
+        body = {
+            "model": self.model,
+            "version": self.version,
+            "training": self.training.model_dump(mode="json"),
+        }
         canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -226,6 +228,9 @@ class LiveRef(_Frozen):
     spec_digest: Digest
     artifact: Digest
     since: datetime
+    dataset_sha256: Annotated[str, StringConstraints(pattern=SHA256_HEX)] | None = Field(
+        default=None, description="The snapshot it was trained on: the reference for drift checks"
+    )
 
 
 class WorkflowRef(_Frozen):

@@ -16,10 +16,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from controller.executors.base import ERROR, FAILED, SUCCEEDED, WorkflowRun
-from controller.models import Action, ActionKind, GateResult, Outcome, Phase, WorkflowRef
-
-from controller.contract import (  # noqa: E402
+from controller.contract import (
     CHECK_FAILED_EXIT,
     CHECK_FAILED_PREFIX,
     DEPLOY,
@@ -34,6 +31,8 @@ from controller.contract import (  # noqa: E402
     UNDEPLOY,
     VALIDATE_DATA,
 )
+from controller.executors.base import ERROR, FAILED, SUCCEEDED, WorkflowRun
+from controller.models import Action, ActionKind, GateResult, Outcome, Phase, WorkflowRef
 
 
 def _json(text: str | None, default: Any) -> Any:
@@ -65,8 +64,14 @@ def fold(action: Action, run: WorkflowRun, executor: str) -> Outcome:
         node = nodes.get(task)
         if node is not None and node.phase == SUCCEEDED and node.outputs.get(OUT_REPORT):
             details[task] = _json(node.outputs[OUT_REPORT], {})
-    common: dict[str, Any] = {"action": action, "artifact": artifact, "metrics": metrics, "gates": gates,
-                              "workflow": ref, "details": details}
+    common: dict[str, Any] = {
+        "action": action,
+        "artifact": artifact,
+        "metrics": metrics,
+        "gates": gates,
+        "workflow": ref,
+        "details": details,
+    }
 
     if run.phase == SUCCEEDED:
         if action.kind is ActionKind.REMOVE:
@@ -107,5 +112,9 @@ def gate_reason(failed: list[GateResult] | tuple[GateResult, ...]) -> str:
 
 def record_only(action: Action, phase: Phase, now: datetime) -> Outcome:
     """An outcome that needs no workflow: Blocked, Rejected, Superseded, or removing what never ran."""
-    return Outcome(action=action, phase=phase, reason=action.reason,
-                   workflow=WorkflowRef(name=action.workflow_name, executor="none", started=now, finished=now))
+    return Outcome(
+        action=action,
+        phase=phase,
+        reason=action.reason,
+        workflow=WorkflowRef(name=action.workflow_name, executor="none", started=now, finished=now),
+    )

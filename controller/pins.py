@@ -131,8 +131,7 @@ def parse_pin(path: str, data: bytes, model: str) -> ModelPin | list[Problem]:
                 Problem(
                     path,
                     f"training.params.{name}",
-                    f"is not a parameter of recipe {result.training.recipe} "
-                    f"(allowed: {', '.join(sorted(allowed))})",
+                    f"is not a parameter of recipe {result.training.recipe} (allowed: {', '.join(sorted(allowed))})",
                     "recipe-params",
                 )
             )

@@ -24,6 +24,7 @@ from controller.models import (
     duration_seconds,
 )
 from controller.pins import DesiredPin, check_versions, with_problem
+from controller.schemas import Problem
 
 Key = tuple[str, str]
 SETTLED = frozenset({Phase.DEPLOYED, Phase.FAILED, Phase.REMOVED})
@@ -104,19 +105,11 @@ def plan(
             )
         )
 
-    version_checks: dict[str, dict[str, object]] = {}
+    checked_pins = checked(desired, recorded, policy, {model for _, model in keys})
     for key in sorted(keys, key=lambda k: (order[k[0]], k[1])):
         env, model = key
-        d = desired.get(key)
+        d = checked_pins.get(key)
         r = recorded.get(key)
-        if d is not None and d.valid:
-            if model not in version_checks:
-                version_checks[model] = dict(
-                    check_versions({e: p for e in policy.order if (p := desired.get((e, model)))}, policy.order)
-                )
-            problem = version_checks[model].get(env) or _reused_version(d, recorded, policy)
-            if problem is not None:
-                d = with_problem(d, problem)  # type: ignore[arg-type]
         decision = _decide(key, d, r, desired, recorded, policy, evidence)
         if isinstance(decision, Action):
             actions.append(decision)
@@ -127,10 +120,29 @@ def plan(
     return Plan(actions=tuple(actions), in_sync=tuple(in_sync), waiting=tuple(waiting))
 
 
-def _reused_version(d: DesiredPin, recorded: Mapping[Key, ModelStatus], policy: PromotionPolicy) -> object:
-    """A version once built with one spec cannot later mean another (like a moved release tag)."""
-    from controller.schemas import Problem
+def checked(
+    desired: Mapping[Key, DesiredPin],
+    recorded: Mapping[Key, ModelStatus],
+    policy: PromotionPolicy,
+    models: set[str] | None = None,
+) -> dict[Key, DesiredPin]:
+    """Pins of `models` (all when None) with the rules that span files applied.
 
+    The same version must mean the same training spec in every environment, and a version that
+    was deployed once cannot later change its spec (like a moved release tag).
+    """
+    wanted = models if models is not None else {m for _, m in desired}
+    out: dict[Key, DesiredPin] = {}
+    for model in wanted:
+        pins = {env: p for env in policy.order if (p := desired.get((env, model))) is not None}
+        across = check_versions(pins, policy.order)
+        for env, d in pins.items():
+            problem = across.get(env) or (_reused_version(d, recorded, policy) if d.valid else None)
+            out[(env, model)] = with_problem(d, problem) if problem is not None else d
+    return out
+
+
+def _reused_version(d: DesiredPin, recorded: Mapping[Key, ModelStatus], policy: PromotionPolicy) -> Problem | None:
     assert d.pin is not None
     for env in policy.order:
         status = recorded.get((env, d.model))
@@ -205,13 +217,25 @@ def _decide(
 
     if evidence.adopting:
         return Action(
-            kind=ActionKind.DEPLOY, artifact=evidence.artifacts.get(d.digest), adopted=True,
-            reason="adopted: first pass over a repository without a status trail", **full,
+            kind=ActionKind.DEPLOY,
+            artifact=evidence.artifacts.get(d.digest),
+            adopted=True,
+            reason="adopted: first pass over a repository without a status trail",
+            **full,
         )
     if live is not None and live.spec_digest == d.digest:
+        if r is not None and r.desired.spec_digest not in (None, d.digest):
+            return Action(
+                kind=ActionKind.ROLLBACK,
+                artifact=live.artifact,
+                reason=f"the pin returns to the live spec (version {live.version}): nothing to build",
+                **full,
+            )
         return Action(
-            kind=ActionKind.DEPLOY, artifact=live.artifact,
-            reason="the pin changed but its spec is the live one: evaluate it against the new gates", **full,
+            kind=ActionKind.DEPLOY,
+            artifact=live.artifact,
+            reason="the pin changed but its spec is the live one: evaluate it against the new gates",
+            **full,
         )
     env_policy = policy.for_env(env)
     before = next((ref for ref in (r.deployed if r else []) if ref.spec_digest == d.digest), None)
@@ -219,41 +243,58 @@ def _decide(
         if policy.rollback_requires_approval and (why := _approvals(d, policy, evidence)):
             return _blocked(why, r, base)
         return Action(
-            kind=ActionKind.ROLLBACK, artifact=before.artifact,
+            kind=ActionKind.ROLLBACK,
+            artifact=before.artifact,
             reason=f"{env} ran this spec before (live since {before.since:%Y-%m-%dT%H:%M:%SZ}): deploy it again",
             **full,
         )
-    if env_policy.requires is not None and (why := _requires(d, env_policy.requires, env_policy.min_soak,
-                                                            recorded, evidence)):
+    if env_policy.requires is not None and (
+        why := _requires(d, env_policy.requires, env_policy.min_soak, recorded, evidence)
+    ):
         return _blocked(why, r, base)
     if why := _approvals(d, policy, evidence):
         return _blocked(why, r, base)
     if env_policy.require_signed and not _signed(d, evidence):
-        return _blocked(f"the commit that set this pin ({d.source_commit[:12]}) has no verified signature; "
-                        f"{env} requires signed changes", r, base)
+        return _blocked(
+            f"the commit that set this pin ({d.source_commit[:12]}) has no verified signature; "
+            f"{env} requires signed changes",
+            r,
+            base,
+        )
     return Action(kind=ActionKind.DEPLOY, artifact=evidence.artifacts.get(d.digest), **full)
 
 
 def _blocked(why: str, r: ModelStatus | None, base: dict[str, str | None]) -> Action | str:
-    if r is not None and r.phase is Phase.BLOCKED and r.desired.source_commit == base["source_commit"] \
-            and r.reason == why:
+    if (
+        r is not None
+        and r.phase is Phase.BLOCKED
+        and r.desired.source_commit == base["source_commit"]
+        and r.reason == why
+    ):
         return why
-    return Action(kind=ActionKind.BLOCK, reason=why, live=r.live if r else None, **base)  # type: ignore[arg-type]
+    return Action(kind=ActionKind.BLOCK, reason=why, live=r.live if r else None, **base)
 
 
 def _requires(
-    d: DesiredPin, upstream: str, min_soak: str | None, recorded: Mapping[Key, ModelStatus], evidence: Evidence
+    d: DesiredPin,
+    upstream: str,
+    min_soak: str | None,
+    recorded: Mapping[Key, ModelStatus],
+    evidence: Evidence,
 ) -> str | None:
     status = recorded.get((upstream, d.model))
     ref = next((x for x in (status.deployed if status else []) if x.spec_digest == d.digest), None)
     if ref is None:
-        return (f"{upstream} has not Deployed spec {(d.digest or '')[:19]}… (version {d.version}); "
-                f"promote it there first")
+        return (
+            f"{upstream} has not Deployed spec {(d.digest or '')[:19]}… (version {d.version}); promote it there first"
+        )
     if min_soak:
         ready = ref.since + timedelta(seconds=duration_seconds(min_soak))
         if evidence.now < ready:
-            return (f"{upstream} has run spec {(d.digest or '')[:19]}… (version {d.version}) since "
-                    f"{ref.since:%Y-%m-%dT%H:%M:%SZ}; min_soak {min_soak} is reached at {ready:%Y-%m-%dT%H:%M:%SZ}")
+            return (
+                f"{upstream} has run spec {(d.digest or '')[:19]}… (version {d.version}) since "
+                f"{ref.since:%Y-%m-%dT%H:%M:%SZ}; min_soak {min_soak} is reached at {ready:%Y-%m-%dT%H:%M:%SZ}"
+            )
     return None
 
 
@@ -266,16 +307,21 @@ def _approvals(d: DesiredPin, policy: PromotionPolicy, evidence: Evidence) -> st
         return f"approval evidence for {d.source_commit[:12]} is unavailable"
     allowed = {a.lower() for a in rule.from_}
     author = info.author_email.lower()
-    counted = sorted({
-        email for email in (parseaddr(a)[1].lower() for a in info.approvers)
-        if email and email != author and (not allowed or email in allowed)
-    })
+    counted = sorted(
+        {
+            email
+            for email in (parseaddr(a)[1].lower() for a in info.approvers)
+            if email and email != author and (not allowed or email in allowed)
+        }
+    )
     if len(counted) >= rule.min:
         return None
     have = ", ".join(counted) if counted else "none"
     pool = f" from {', '.join(sorted(allowed))}" if allowed else ""
-    return (f"{d.environment} needs {rule.min} approval(s){pool} as Approved-by trailers on the merging commit, "
-            f"not counting its author; has {len(counted)} ({have})")
+    return (
+        f"{d.environment} needs {rule.min} approval(s){pool} as Approved-by trailers on the merging commit, "
+        f"not counting its author; has {len(counted)} ({have})"
+    )
 
 
 def _signed(d: DesiredPin, evidence: Evidence) -> bool:

@@ -103,7 +103,7 @@ def _message(error: ValidationError) -> str:
         return f"{error.instance!r} is not one of {', '.join(map(str, error.validator_value))}"
     if error.validator == "const":
         return f"{error.instance!r} must be {error.validator_value!r}"
-    return error.message
+    return str(error.message)
 
 
 def schema_problems(kind: str, path: str, doc: Any) -> list[Problem]:
@@ -151,10 +151,16 @@ def main(argv: list[str] | None = None) -> int:
             (out / name).write_text(text)
         return 0
     if args.check:
-        stale = [n for n, t in files.items() if not (Path(args.check) / n).is_file() or
-                 (Path(args.check) / n).read_text() != t]
+        stale = [
+            n
+            for n, t in files.items()
+            if not (Path(args.check) / n).is_file() or (Path(args.check) / n).read_text() != t
+        ]
         for name in stale:
-            print(f"{args.check}/{name}: out of date with controller/models.py; run `make schemas`", file=sys.stderr)
+            print(
+                f"{args.check}/{name}: out of date with controller/models.py; run `make schemas`",
+                file=sys.stderr,
+            )
         return 1 if stale else 0
     sys.stdout.write(json.dumps({n: json.loads(t) for n, t in files.items()}, indent=2) + "\n")
     return 0

@@ -63,8 +63,8 @@ def parse_status(data: bytes) -> ModelStatus | None:
 
 
 def render_status(status: ModelStatus) -> bytes:
-    header = "# Written by releasectl; do not edit. The pin is environments/{}/{}.yaml.\n".format(
-        status.environment, status.model
+    header = (
+        f"# Written by releasectl; do not edit. The pin is environments/{status.environment}/{status.model}.yaml.\n"
     )
     body = status.model_dump(mode="json", by_alias=True, exclude_none=True)
     return (header + dump_yaml(body)).encode()
@@ -82,7 +82,11 @@ def next_status(outcome: Outcome, previous: ModelStatus | None, now: datetime) -
             live
             if same and live is not None
             else LiveRef(
-                version=action.version, spec_digest=action.spec_digest, artifact=outcome.artifact, since=finished
+                version=action.version,
+                spec_digest=action.spec_digest,
+                artifact=outcome.artifact,
+                since=finished,
+                dataset_sha256=action.pin.training.dataset.sha256 if action.pin else None,
             )
         )
         deployed = [live] + [d for d in deployed if d.spec_digest != live.spec_digest]
@@ -97,9 +101,7 @@ def next_status(outcome: Outcome, previous: ModelStatus | None, now: datetime) -
         environment=action.environment,
         phase=outcome.phase,
         reason=outcome.reason,
-        desired=DesiredRef(
-            version=action.version, spec_digest=action.spec_digest, source_commit=action.source_commit
-        ),
+        desired=DesiredRef(version=action.version, spec_digest=action.spec_digest, source_commit=action.source_commit),
         live=live,
         artifact=outcome.artifact or (previous.artifact if previous and outcome.phase is Phase.BLOCKED else None),
         workflow=outcome.workflow,
@@ -165,9 +167,11 @@ def summary(outcome: Outcome, status: ModelStatus) -> str:
     if a.adopted:
         lines.append("Adopted: the first pass over this repository deploys every valid pin as it stands.")
     if outcome.phase is Phase.DEPLOYED:
-        how = "rolled back to a version this environment ran before, without training" if (
-            a.kind.value == "rollback"
-        ) else ("trained" if a.trains else "reused the artifact built for this spec")
+        how = (
+            "rolled back to a version this environment ran before, without training"
+            if (a.kind.value == "rollback")
+            else ("trained" if a.trains else "reused the artifact built for this spec")
+        )
         lines.append(f"How: {how}; artifact {outcome.artifact}.")
     if outcome.reason:
         lines.append(f"Reason: {outcome.reason}")
