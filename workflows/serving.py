@@ -1,0 +1,367 @@
+"""The local serving target: per-environment state files, the request Router and its HTTP server.
+
+Place in the flow: the deploy step (workflows/steps/deploy.py) writes
+`<serving>/<environment>/<model>.json` (live, candidate with a traffic weight, previous) and sends
+its canary traffic through the Router here; `releasectl serve --env ENV` (or
+`python -m workflows.serving`) answers the KServe v1 protocol from the same Router, so what the
+canary measured is what clients get. The Router re-reads a state file when it changes and caches
+estimators by artifact digest (loaded through workflows/store.py: verified, never pickle).
+"""
+
+import argparse
+import contextlib
+import fcntl
+import json
+import math
+import random
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from workflows import store
+from workflows.steps.common import DNS_LABEL, DNS_LABEL_RE, check_label, write_json_atomic
+
+MAX_BODY = 10 * 1024 * 1024
+
+
+class BadRequest(ValueError):
+    """The client's request is wrong (HTTP 400)."""
+
+
+class NotServed(LookupError):
+    """No such model in this environment (HTTP 404)."""
+
+
+class PredictionError(RuntimeError):
+    """The model answered something that is not one of its classes (HTTP 500)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# State files
+
+
+def state_path(serving_dir: Path | str, environment: str, model: str) -> Path:
+    check_label(environment, "environment")
+    check_label(model, "model")
+    return Path(serving_dir) / environment / f"{model}.json"
+
+
+def read_state(serving_dir: Path | str, environment: str, model: str) -> dict[str, Any] | None:
+    path = state_path(serving_dir, environment, model)
+    if not path.is_file():
+        return None
+    value = json.loads(path.read_text())
+    if not isinstance(value, dict):
+        raise ValueError(f"{path}: serving state is not a JSON object")
+    return value
+
+
+def write_state(serving_dir: Path | str, environment: str, model: str, state: dict[str, Any] | None) -> None:
+    """Replace the state atomically; None removes the model from the environment."""
+    path = state_path(serving_dir, environment, model)
+    if state is None:
+        path.unlink(missing_ok=True)
+    else:
+        write_json_atomic(path, state)
+
+
+@contextlib.contextmanager
+def locked(serving_dir: Path | str, environment: str, model: str) -> Iterator[None]:
+    """One deploy or undeploy of a model in an environment at a time (an advisory file lock)."""
+    path = state_path(serving_dir, environment, model)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with (path.parent / f".{model}.lock").open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+# ---------------------------------------------------------------------------------------------
+# Routing
+
+
+@dataclass(frozen=True)
+class Slot:
+    """Where one request goes: the live version or the candidate."""
+
+    model: str
+    role: str  # "live" | "candidate"
+    version: str
+    artifact: str
+
+
+def parse_instances(value: Any) -> NDArray[np.float64]:
+    """KServe v1 `instances`: a non-empty list of equally long lists of finite numbers."""
+    if not isinstance(value, list) or not value:
+        raise BadRequest('"instances" must be a non-empty list of rows (lists of numbers)')
+    width = None
+    for i, row in enumerate(value):
+        if not isinstance(row, list) or not row:
+            raise BadRequest(f"instances[{i}] must be a non-empty list of numbers")
+        for j, v in enumerate(row):
+            if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+                raise BadRequest(f"instances[{i}][{j}] must be a finite number, got {v!r}")
+        if width is not None and len(row) != width:
+            raise BadRequest(f"instances[{i}] has {len(row)} values, instances[0] has {width}")
+        width = len(row)
+    return np.asarray(value, dtype=np.float64)
+
+
+class Router:
+    """Picks live or candidate per request by the candidate's weight, and predicts with it."""
+
+    def __init__(
+        self, serving_dir: Path | str, store_dir: Path | str, environment: str, seed: int | None = None
+    ) -> None:
+        self.serving_dir = Path(serving_dir)
+        self.store_dir = Path(store_dir)
+        self.environment = check_label(environment, "environment")
+        self._rng = random.Random(seed)  # noqa: S311 - traffic splitting, not cryptography
+        self._lock = threading.Lock()
+        self._states: dict[str, tuple[tuple[int, int, int], dict[str, Any]]] = {}
+        self._estimators: dict[str, Any] = {}
+
+    def state(self, model: str) -> dict[str, Any] | None:
+        """The model's state file, re-read only when it changed (mtime, inode or size)."""
+        if not DNS_LABEL_RE.match(model):
+            raise BadRequest(f"model name {model!r} is not a DNS label ({DNS_LABEL})")
+        path = state_path(self.serving_dir, self.environment, model)
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            with self._lock:
+                self._states.pop(model, None)
+            return None
+        key = (st.st_mtime_ns, st.st_ino, st.st_size)
+        with self._lock:
+            cached = self._states.get(model)
+            if cached is not None and cached[0] == key:
+                return cached[1]
+        value = read_state(self.serving_dir, self.environment, model)
+        if value is None:
+            return None
+        with self._lock:
+            self._states[model] = (key, value)
+        return value
+
+    def models(self) -> dict[str, dict[str, Any]]:
+        """Every model this environment serves: live version and candidate weight."""
+        folder = self.serving_dir / self.environment
+        found: dict[str, dict[str, Any]] = {}
+        for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+            if not DNS_LABEL_RE.match(path.stem):
+                continue
+            state = self.state(path.stem)
+            if state is None:
+                continue
+            live, candidate = state.get("live"), state.get("candidate")
+            found[path.stem] = {
+                "version": live["version"] if live else None,
+                "artifact": live["artifact"] if live else None,
+                "candidate": {"version": candidate["version"], "weight": candidate.get("weight", 0)}
+                if candidate
+                else None,
+            }
+        return found
+
+    def pick(self, model: str) -> Slot:
+        """Live, or the candidate with probability weight/100 (always, when nothing is live)."""
+        state = self.state(model)
+        live = state.get("live") if state else None
+        candidate = state.get("candidate") if state else None
+        if live is None and candidate is None:
+            raise NotServed(f"model {model!r} is not served in environment {self.environment}")
+        chosen, role = live, "live"
+        if candidate is not None:
+            weight = float(candidate.get("weight", 0))
+            with self._lock:
+                draw = self._rng.random() * 100.0
+            if live is None or draw < weight:
+                chosen, role = candidate, "candidate"
+        assert chosen is not None
+        return Slot(model=model, role=role, version=str(chosen["version"]), artifact=str(chosen["artifact"]))
+
+    def live_slot(self, model: str) -> Slot:
+        """What a client gets by default: the live version (the candidate when nothing is live)."""
+        state = self.state(model)
+        live = state.get("live") if state else None
+        chosen = live or (state.get("candidate") if state else None)
+        if not chosen:
+            raise NotServed(f"model {model!r} is not served in environment {self.environment}")
+        role = "live" if live else "candidate"
+        return Slot(model=model, role=role, version=str(chosen["version"]), artifact=str(chosen["artifact"]))
+
+    def estimator(self, artifact: str) -> Any:
+        with self._lock:
+            cached = self._estimators.get(artifact)
+        if cached is not None:
+            return cached
+        loaded = store.get(self.store_dir, artifact)
+        with self._lock:
+            self._estimators[artifact] = loaded
+        return loaded
+
+    def predict_with(self, slot: Slot, instances: Any) -> list[Any]:
+        """Predict with the slot's model; every answer must be one of its classes."""
+        X = instances if isinstance(instances, np.ndarray) else parse_instances(instances)
+        estimator = self.estimator(slot.artifact)
+        expected = int(getattr(estimator, "n_features_in_", X.shape[1]))
+        if X.shape[1] != expected:
+            raise BadRequest(
+                f"model {slot.model} {slot.version} expects {expected} values per instance, got {X.shape[1]}"
+            )
+        answers = estimator.predict(X)
+        classes = {c.item() if hasattr(c, "item") else c for c in getattr(estimator, "classes_", [])}
+        result = [a.item() if hasattr(a, "item") else a for a in answers]
+        for answer in result:
+            if (isinstance(answer, float) and not math.isfinite(answer)) or (classes and answer not in classes):
+                raise PredictionError(f"model {slot.model} {slot.version} answered {answer!r}, not one of its classes")
+        return result
+
+    def predict(self, model: str, instances: Any) -> tuple[list[Any], Slot]:
+        slot = self.pick(model)
+        return self.predict_with(slot, instances), slot
+
+
+# ---------------------------------------------------------------------------------------------
+# HTTP (KServe v1 protocol)
+
+
+class ServingServer(ThreadingHTTPServer):
+    daemon_threads = True
+    router: Router
+    verbose: bool = False
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+
+class Handler(BaseHTTPRequestHandler):
+    server: ServingServer
+    server_version = "releasectl-serving/1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        if self.server.verbose:
+            super().log_message(format, *args)
+
+    def _send(self, status: HTTPStatus, body: dict[str, Any]) -> None:
+        data = (json.dumps(body) + "\n").encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _error(self, status: HTTPStatus, message: str) -> None:
+        self._send(status, {"error": message, "code": int(status)})
+
+    def _model(self, rest: str) -> str:
+        if not DNS_LABEL_RE.match(rest):
+            raise BadRequest(f"model name {rest!r} is not a DNS label ({DNS_LABEL})")
+        return rest
+
+    def _guard(self, action: Any) -> None:
+        try:
+            action()
+        except BadRequest as exc:
+            self._error(HTTPStatus.BAD_REQUEST, str(exc))
+        except NotServed as exc:
+            self._error(HTTPStatus.NOT_FOUND, str(exc))
+        except Exception as exc:
+            self._error(HTTPStatus.INTERNAL_SERVER_ERROR, f"{type(exc).__name__}: {exc}")
+
+    def do_GET(self) -> None:
+        self._guard(self._get)
+
+    def do_POST(self) -> None:
+        self._guard(self._post)
+
+    def _get(self) -> None:
+        path = self.path.split("?", 1)[0]
+        router = self.server.router
+        if path == "/healthz":
+            self._send(HTTPStatus.OK, {"status": "ok", "environment": router.environment, "models": router.models()})
+        elif path == "/v1/models":
+            self._send(HTTPStatus.OK, {"models": sorted(router.models())})
+        elif path.startswith("/v1/models/"):
+            model = self._model(path.removeprefix("/v1/models/"))
+            slot = router.live_slot(model)
+            router.estimator(slot.artifact)
+            self._send(HTTPStatus.OK, {"name": model, "ready": True, "version": slot.version})
+        else:
+            raise NotServed(f"no such path {path!r}")
+
+    def _post(self) -> None:
+        path = self.path.split("?", 1)[0]
+        if not (path.startswith("/v1/models/") and path.endswith(":predict")):
+            raise NotServed(f"no such path {path!r}")
+        model = self._model(path.removeprefix("/v1/models/").removesuffix(":predict"))
+        length = int(self.headers.get("Content-Length") or 0)
+        if length <= 0 or length > MAX_BODY:
+            raise BadRequest(f"the request needs a JSON body of at most {MAX_BODY} bytes")
+        try:
+            body = json.loads(self.rfile.read(length))
+        except ValueError as exc:
+            raise BadRequest(f"the body is not valid JSON: {exc}") from None
+        if not isinstance(body, dict) or "instances" not in body:
+            raise BadRequest('the body must be a JSON object {"instances": [[...], ...]}')
+        instances = parse_instances(body["instances"])
+        predictions, slot = self.server.router.predict(model, instances)
+        self._send(HTTPStatus.OK, {"predictions": predictions, "model_name": model, "model_version": slot.version})
+
+
+def make_server(
+    serving_dir: Path | str,
+    store_dir: Path | str,
+    environment: str,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    seed: int | None = None,
+    verbose: bool = False,
+) -> ServingServer:
+    """A bound (not yet serving) server; run `serve_forever()` in a thread, `shutdown()` to stop."""
+    server = ServingServer((host, port), Handler)
+    server.router = Router(serving_dir, store_dir, environment, seed=seed)
+    server.verbose = verbose
+    return server
+
+
+def serve(
+    serving_dir: Path | str, store_dir: Path | str, environment: str, host: str = "127.0.0.1", port: int = 8080
+) -> None:
+    """Serve an environment's models until interrupted."""
+    server = make_server(serving_dir, store_dir, environment, host, port, verbose=True)
+    print(f"serving environment {environment} at {server.url} (KServe v1: POST /v1/models/<model>:predict)")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m workflows.serving", description=serve.__doc__)
+    parser.add_argument("--serving", required=True, help="serving state folder")
+    parser.add_argument("--store", required=True, help="artifact store folder")
+    parser.add_argument("--env", required=True, help="environment to serve")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080)
+    args = parser.parse_args(argv)
+    serve(args.serving, args.store, args.env, args.host, args.port)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,227 @@
+"""Step 4 of a deploy workflow: put the artifact live on the local serving target, by strategy.
+
+Place in the flow: the DAG task `deploy` (controller.contract.DEPLOY), after evaluate passed (or
+alone, for a rollback to an artifact this environment ran before), and `undeploy` (UNDEPLOY) for
+a deleted pin. It rewrites `<serving>/<environment>/<model>.json`, which the serving endpoint
+(workflows/serving.py) follows: `direct` switches after a health check, `blue-green` installs the
+candidate at weight 0, checks it and switches all traffic, `canary` raises the candidate's weight
+step by step through the same Router the endpoint uses and rolls back (the old live keeps
+serving) when its error rate is too high. A rollback or failed check is a CheckFailed (exit 2).
+"""
+
+import itertools
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+from hera.workflows import Parameter
+from numpy.typing import NDArray
+
+from workflows import datasets, serving, store
+from workflows.steps.common import (
+    CheckFailed,
+    check_label,
+    checked,
+    dumps,
+    json_object_param,
+    path_from_uri,
+    short,
+    utc_now,
+)
+
+STRATEGIES = ("direct", "blue-green", "canary")
+DEFAULT_CANARY: dict[str, Any] = {"steps": [10, 50, 100], "max_error_rate": 0.01, "requests_per_step": 200}
+SMOKE_ROWS = 20
+
+
+def canary_plan(text: str) -> tuple[list[int], float, int]:
+    """(weights, max error rate, requests per step) from the pin's `deployment.canary` JSON."""
+    plan = {**DEFAULT_CANARY, **json_object_param(text, "canary")}
+    steps, rate, requests = plan["steps"], plan["max_error_rate"], plan["requests_per_step"]
+    if (
+        not isinstance(steps, list)
+        or not steps
+        or any(isinstance(s, bool) or not isinstance(s, int) or not 1 <= s <= 100 for s in steps)
+        or any(b <= a for a, b in itertools.pairwise(steps))
+        or steps[-1] != 100
+    ):
+        raise CheckFailed(f"canary.steps must be whole percentages that increase and end at 100, got {steps!r}")
+    if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 <= rate <= 1:
+        raise CheckFailed(f"canary.max_error_rate must be between 0 and 1, got {rate!r}")
+    if isinstance(requests, bool) or not isinstance(requests, int) or requests < 1:
+        raise CheckFailed(f"canary.requests_per_step must be a positive integer, got {requests!r}")
+    return steps, float(rate), requests
+
+
+def traffic_rows(
+    store_dir: Path, artifact: str, data_uri: str, dataset: str, dataset_sha256: str
+) -> NDArray[np.float64]:
+    """Rows to send: the held-out rows of the dataset when given, else zeros of the artifact's width."""
+    info = store.meta(store_dir, artifact)
+    if data_uri and dataset and dataset_sha256:
+        data = datasets.load(path_from_uri(data_uri, "data_uri"), dataset, dataset_sha256)
+        _, X_test, _, _ = datasets.split(data, int(info.get("seed", 0)))
+        return np.asarray(X_test, dtype=np.float64)
+    return np.zeros((1, int(info.get("n_features", 0))), dtype=np.float64)
+
+
+def health_check(store_dir: Path, artifact: str, version: str) -> None:
+    """The artifact loads through the store (digest, allow-list) and answers one of its classes."""
+    try:
+        estimator = store.get(store_dir, artifact)
+        probe = np.zeros((1, int(estimator.n_features_in_)))
+        answer = estimator.predict(probe)[0]
+        classes = list(estimator.classes_)
+        if answer not in classes:
+            raise ValueError(f"answered {answer!r}, not one of {classes}")
+    except Exception as exc:
+        raise CheckFailed(f"health check of {version} ({artifact}) failed: {exc}") from None
+
+
+def smoke(router: serving.Router, slot: serving.Slot, rows: NDArray[np.float64]) -> str | None:
+    """None when the slot answers every row through the Router; else why not."""
+    try:
+        router.predict_with(slot, rows[:SMOKE_ROWS])
+    except Exception as exc:
+        return str(exc)
+    return None
+
+
+def _slot(model: str, role: str, entry: dict[str, Any]) -> serving.Slot:
+    return serving.Slot(model=model, role=role, version=entry["version"], artifact=entry["artifact"])
+
+
+@checked
+def deploy(
+    environment: str,
+    model: str,
+    version: str,
+    artifact: str,
+    spec_digest: str,
+    strategy: str,
+    canary: str,
+    store_uri: str,
+    serving_uri: str,
+    data_uri: str = "",
+    dataset: str = "",
+    dataset_sha256: str = "",
+) -> tuple[Annotated[str, Parameter(name="artifact")], Annotated[str, Parameter(name="report")]]:
+    check_label(environment, "environment")
+    check_label(model, "model")
+    if strategy not in STRATEGIES:
+        raise CheckFailed(f"unknown deployment strategy {strategy!r} (known: {', '.join(STRATEGIES)})")
+    weights, max_error_rate, requests = canary_plan(canary) if strategy == "canary" else ([], 0.0, 0)
+    store_dir = path_from_uri(store_uri, "store_uri")
+    serving_dir = path_from_uri(serving_uri, "serving_uri")
+    rows = traffic_rows(store_dir, artifact, data_uri, dataset, dataset_sha256)
+    health_check(store_dir, artifact, version)
+
+    with serving.locked(serving_dir, environment, model):
+        before = serving.read_state(serving_dir, environment, model)
+        live = before.get("live") if before else None
+        restore = {**before, "candidate": None} if before else None
+        report: dict[str, Any] = {
+            "strategy": strategy,
+            "steps": [],
+            "health": "ok",
+            "version": version,
+            "artifact": artifact,
+            "previous_version": live["version"] if live else None,
+        }
+        if live and live.get("artifact") == artifact:
+            if before and before.get("candidate"):
+                serving.write_state(serving_dir, environment, model, restore)
+            previous = (before or {}).get("previous")
+            report["previous_version"] = previous["version"] if previous else None
+            report["already_live"] = True
+            print(f"{model} {version} ({artifact}) is already live in {environment}; health ok")
+            return artifact, dumps(report)
+
+        entry = {"version": version, "artifact": artifact, "spec_digest": spec_digest, "since": utc_now()}
+        base = {"model": model, "environment": environment, "live": live, "previous": (before or {}).get("previous")}
+        final = {**base, "live": entry, "candidate": None, "previous": live or base["previous"]}
+        router = serving.Router(serving_dir, store_dir, environment, seed=int(artifact[-8:], 16))
+        back = f"rolled back to {live['version']}" if live else "removed it (nothing was live before)"
+        try:
+            if strategy == "blue-green":
+                serving.write_state(serving_dir, environment, model, {**base, "candidate": {**entry, "weight": 0}})
+                problem = smoke(router, _slot(model, "candidate", entry), rows)
+                if problem:
+                    raise CheckFailed(f"blue-green check of {version} failed: {problem}; {back}")
+            elif strategy == "canary":
+                run_canary(router, serving_dir, base, entry, weights, max_error_rate, requests, rows, report, back)
+            serving.write_state(serving_dir, environment, model, final)
+            problem = smoke(router, router.live_slot(model), rows)
+            if problem:
+                raise CheckFailed(f"endpoint check of {version} after the switch failed: {problem}; {back}")
+        except BaseException:
+            # A failed check, a crash or an interrupt: the old live keeps serving, no candidate.
+            serving.write_state(serving_dir, environment, model, restore)
+            raise
+    print(f"deployed {model} {version} ({short(artifact)}) to {environment} by {strategy}")
+    return artifact, dumps(report)
+
+
+def run_canary(
+    router: serving.Router,
+    serving_dir: Path,
+    base: dict[str, Any],
+    entry: dict[str, Any],
+    weights: list[int],
+    max_error_rate: float,
+    requests: int,
+    rows: NDArray[np.float64],
+    report: dict[str, Any],
+    back: str,
+) -> None:
+    """Raise the candidate's weight step by step; roll back when its error rate is too high."""
+    model, environment = base["model"], base["environment"]
+    for weight in weights:
+        serving.write_state(serving_dir, environment, model, {**base, "candidate": {**entry, "weight": weight}})
+        routed = errors = live_errors = 0
+        for i in range(requests):
+            slot = router.pick(model)
+            try:
+                router.predict_with(slot, rows[i % len(rows)].reshape(1, -1))
+                ok = True
+            except Exception:
+                ok = False
+            if slot.role == "candidate":
+                routed += 1
+                errors += not ok
+            else:
+                live_errors += not ok
+        rate = errors / routed if routed else 0.0
+        report["steps"].append(
+            {
+                "weight": weight,
+                "requests": requests,
+                "candidate_requests": routed,
+                "errors": errors,
+                "error_rate": round(rate, 6),
+                "live_errors": live_errors,
+            }
+        )
+        print(f"canary {weight}%: {routed} of {requests} requests to {entry['version']}, {errors} errors")
+        if rate > max_error_rate:  # the caller restores the state as it was before the deploy
+            raise CheckFailed(f"canary error rate {rate:.3f} > {max_error_rate:g} at {weight}% traffic; {back}")
+
+
+@checked
+def undeploy(environment: str, model: str, serving_uri: str) -> Annotated[str, Parameter(name="report")]:
+    """Remove the model from the environment's serving state (idempotent)."""
+    check_label(environment, "environment")
+    check_label(model, "model")
+    serving_dir = path_from_uri(serving_uri, "serving_uri")
+    with serving.locked(serving_dir, environment, model):
+        before = serving.read_state(serving_dir, environment, model)
+        serving.write_state(serving_dir, environment, model, None)
+    live = before.get("live") if before else None
+    print(f"{model} removed from {environment}" if before else f"{model} was not served in {environment}")
+    return dumps(
+        {
+            "removed": before is not None,
+            "previous_version": live["version"] if live else None,
+            "environment": environment,
+        }
+    )
