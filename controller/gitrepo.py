@@ -254,9 +254,7 @@ class GitRepo:
                     blob = self.store_blob(data)
                     self.git.update_index("--add", "--cacheinfo", f"100644,{blob},{path}", env=env)
                 tree = self.git.write_tree(env=env)
-                head = self.git.commit_tree(
-                    tree, "-p", head, "-F", "-", istream=BytesIO(pending.message.encode()), env=env
-                )
+                head = self.git.commit_tree(tree, "-p", head, "-F", _message_file(tmp, pending.message), env=env)
         return str(head)
 
     def push(self, sha: str) -> None:
@@ -319,7 +317,7 @@ class GitRepo:
                     blob = self.store_blob(data)
                     self.git.update_index("--add", "--cacheinfo", f"100644,{blob},{path}", env=env)
             tree = self.git.write_tree(env=env)
-            sha = str(self.git.commit_tree(tree, "-p", parent, "-F", "-", istream=BytesIO(message.encode()), env=env))
+            sha = str(self.git.commit_tree(tree, "-p", parent, "-F", _message_file(tmp, message), env=env))
         self.git.update_ref(ref, sha)
         return sha
 
@@ -362,6 +360,13 @@ class GitRepo:
         self.git.checkout(rev, "--", path)
         self.git.commit("-m", message, "--", path)
         return self.rev("HEAD")
+
+
+def _message_file(folder: str, message: str) -> str:
+    path = os.path.join(folder, "message")
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(message)
+    return path
 
 
 def _stderr(exc: GitCommandError) -> str:

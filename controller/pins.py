@@ -69,14 +69,14 @@ def classify(path: str, order: Iterable[str]) -> PinPath | Problem | None:
     if base.startswith(".") or not base.endswith((".yaml", ".yml")):
         return None
     if env not in set(order):
-        return Problem(path, "(path)", f"environment {env!r} is not in policy.yaml order", "environment")
+        return Problem(path, "", f"environment {env!r} is not in policy.yaml order", "environment")
     if "/" in name:
-        return Problem(path, "(path)", "pins live directly under environments/<env>/", "layout")
+        return Problem(path, "", "pins live directly under environments/<env>/", "layout")
     if not name.endswith(PIN_SUFFIX):
-        return Problem(path, "(path)", "pin files end in .yaml", "extension")
+        return Problem(path, "", "pin files end in .yaml", "extension")
     stem = name[: -len(PIN_SUFFIX)]
     if not DNS_LABEL_RE.match(stem):
-        return Problem(path, "(path)", f"file stem {stem!r} is not a DNS label (a-z, 0-9, '-')", "dns-label")
+        return Problem(path, "", f"file stem {stem!r} is not a DNS label (a-z, 0-9, '-')", "dns-label")
     return PinPath(env, stem)
 
 
@@ -87,14 +87,14 @@ def _document(path: str, data: bytes) -> Any | Problem:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         what = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        return Problem(path, "(document)", f"is not valid YAML{where}: {what}", "yaml")
+        return Problem(path, "", f"is not valid YAML{where}: {what}", "yaml")
     except UnicodeDecodeError:
-        return Problem(path, "(document)", "is not UTF-8 text", "yaml")
+        return Problem(path, "", "is not UTF-8 text", "yaml")
 
 
 def _validate(kind: str, model: type[M], path: str, doc: Any) -> M | list[Problem]:
     if not isinstance(doc, dict):
-        return [Problem(path, "(document)", "must be a mapping", "type")]
+        return [Problem(path, "", "must be a mapping", "type")]
     try:
         return model.model_validate(doc)
     except ValidationError as exc:
@@ -103,7 +103,7 @@ def _validate(kind: str, model: type[M], path: str, doc: Any) -> M | list[Proble
         return problems or [
             Problem(
                 path,
-                ".".join(str(p) for p in err["loc"]) or "(document)",
+                ".".join(str(p) for p in err["loc"]),
                 err["msg"].removeprefix("Value error, "),
                 err["type"],
             )
@@ -159,7 +159,7 @@ def _fits(value: object, kind: type) -> bool:
 
 def parse_policy(data: bytes | None, path: str = POLICY_PATH) -> PromotionPolicy | list[Problem]:
     if data is None:
-        return [Problem(path, "(document)", "is missing: the release repo needs a promotion policy", "policy")]
+        return [Problem(path, "", "is missing: the release repo needs a promotion policy", "policy")]
     doc = _document(path, data)
     if isinstance(doc, Problem):
         return [doc]

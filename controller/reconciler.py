@@ -113,16 +113,18 @@ class Reconciler:
         first: list[Action] = []
         final_records: list[Action] = []
         done: list[Outcome] = []
+        acted: set[tuple[str, str]] = set()  # one outcome per pin and pass; later rounds only unblock others
         candidates = snap.candidates
         for round_no in range(len(snap.policy.order) + 2):
             evidence = self._evidence(snap, candidates, first=round_no == 0, now=now, artifacts=artifacts)
             p = plan(snap.desired, recorded, snap.policy, evidence)
             if round_no == 0:
                 first = [a for a in p.records_only() if a.kind in (ActionKind.SUPERSEDE, ActionKind.REJECT)]
-            runnable = self._build_once(p.runnable())
+            runnable = self._build_once(tuple(a for a in p.runnable() if a.key not in acted))
             final_records = [a for a in p.records_only() if a.kind is ActionKind.BLOCK]
             if not runnable:
                 break
+            acted.update(a.key for a in runnable)
             for outcome in self._execute(runnable):
                 done.append(outcome)
                 key = outcome.action.key

@@ -21,7 +21,19 @@ import yaml
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
-from controller.models import ModelPin, ModelStatus, PromotionPolicy
+from controller.models import (
+    DIGEST,
+    DNS_LABEL,
+    DURATION,
+    EMAIL,
+    GATE,
+    GIT_SHA,
+    SEMVER,
+    SHA256_HEX,
+    ModelPin,
+    ModelStatus,
+    PromotionPolicy,
+)
 
 SCHEMA_BASE = "https://releasectl.dev/schemas/v1/"
 DOCUMENTS: dict[str, type[ModelPin] | type[PromotionPolicy] | type[ModelStatus]] = {
@@ -79,8 +91,23 @@ class Problem:
         return f"{where}: {self.message} [{self.rule}]"
 
 
+# What a pattern means, said the way a person would say it.
+PATTERNS = {
+    SEMVER: "is not a semantic version (MAJOR.MINOR.PATCH, e.g. 1.4.0)",
+    DNS_LABEL: "is not a DNS label (lowercase letters, digits and '-', at most 63, no leading or trailing '-')",
+    SHA256_HEX: "is not a sha256 digest (64 lowercase hex digits)",
+    DIGEST: "is not a digest like sha256:<64 lowercase hex digits>",
+    GIT_SHA: "is not a full git commit sha (40 lowercase hex digits)",
+    GATE: 'is not a gate like ">= 0.95" (operator >=, <=, >, < or == and a number)',
+    DURATION: "is not a duration like 30s, 15m, 1h or 2d",
+    EMAIL: "is not an email address",
+}
+
+
 def _field(error: ValidationError) -> str:
     parts = [str(p) for p in error.absolute_path]
+    if "propertyNames" in error.schema_path and isinstance(error.instance, str):
+        parts.append(error.instance)
     if error.validator == "required" and isinstance(error.instance, dict):
         missing = [r for r in error.validator_value if r not in error.instance]
         parts += missing[:1]
@@ -88,7 +115,7 @@ def _field(error: ValidationError) -> str:
         allowed = set(error.schema.get("properties", {}))
         extra = sorted(k for k in error.instance if k not in allowed)
         parts += extra[:1]
-    return ".".join(parts) or "(document)"
+    return ".".join(parts)
 
 
 def _message(error: ValidationError) -> str:
@@ -98,7 +125,10 @@ def _message(error: ValidationError) -> str:
         allowed = ", ".join(sorted(error.schema.get("properties", {})))
         return f"is not allowed here (allowed: {allowed})"
     if error.validator == "pattern":
-        return f"{error.instance!r} does not match {error.validator_value!r}"
+        meaning = PATTERNS.get(str(error.validator_value), f"does not match {error.validator_value!r}")
+        return f"{error.instance!r} {meaning}"
+    if error.validator == "enum" and "propertyNames" in error.schema_path:
+        return f"is not a known name (one of {', '.join(map(str, error.validator_value))})"
     if error.validator == "enum":
         return f"{error.instance!r} is not one of {', '.join(map(str, error.validator_value))}"
     if error.validator == "const":

@@ -174,6 +174,7 @@ class ScriptedExecutor:
         self.runs: dict[str, WorkflowRun] = {}
         self.on_wait: Callable[[str], None] | None = None
         self.submitted: list[str] = []
+        self.clock: Callable[[], datetime] = lambda: datetime.now(UTC).replace(microsecond=0)
 
     def tasks(self, name: str) -> list[str]:
         return [t["name"] for t in _dag(self.manifests[name])]
@@ -203,7 +204,7 @@ class ScriptedExecutor:
         labels = manifest["metadata"]["labels"]
         key = (labels["releasectl.dev/environment"], labels["releasectl.dev/model"])
         how = self.behaviour.get(key, Behaviour())
-        now = datetime.now(UTC).replace(microsecond=0)
+        now = self.clock()
         nodes: dict[str, NodeResult] = {}
         failed = False
         artifact = ""

@@ -1,0 +1,190 @@
+"""The DAG of a manifest for the local executor: its tasks checked into a plan, and its phase assessed.
+
+Place in the flow: step 4 of a pass, inside LocalExecutor. _local_manifest.check_manifest() calls
+build_plan() for the entrypoint DAG (at submit, before anything runs); _local_run.py calls
+assess() when every task has settled, to decide the workflow's phase as Argo's assessDAGPhase
+does: each leaf task's branch takes the phase of the last task that completed on its way (a
+Skipped or Omitted task inherits it), Failed/Error win over Succeeded, and the first failed leaf
+in name order decides (Argo's default failFast).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Mapping
+from typing import Any
+
+from controller.executors import _local_expr as ex
+from controller.executors._local_manifest import (
+    _TASK_NAME,
+    Plan,
+    StepTemplate,
+    Task,
+    _check_tags,
+    _fail,
+    _list,
+    _obj,
+    _params,
+    _str,
+    _strs,
+)
+from controller.executors.base import ERROR, FAILED, OMITTED, SKIPPED, SUCCEEDED
+
+_SETTLED = frozenset({SUCCEEDED, FAILED, ERROR, SKIPPED, OMITTED})
+_COMPLETED = frozenset({SUCCEEDED, FAILED, ERROR})
+
+
+def _dag_inputs(dag_t: dict[str, Any], path: str, params: Mapping[str, str]) -> dict[str, str]:
+    """The entrypoint's inputs, filled from the workflow's arguments by name (as Argo does)."""
+    out = {}
+    inputs = _obj(dag_t.get("inputs", {}), f"{path}.inputs", "inputs")
+    for name, p in _params(inputs.get("parameters", []), f"{path}.inputs.parameters", "input"):
+        value = params.get(name, p.get("value", p.get("default")))
+        if value is None:
+            raise _fail(f"{path}.inputs.parameters.{name}", "was not supplied by spec.arguments")
+        out[name] = value
+    return out
+
+
+def build_plan(
+    name: str,
+    digest: str,
+    params: dict[str, str],
+    deadline: float | None,
+    path: str,
+    dag_t: dict[str, Any],
+    steps: Mapping[str, StepTemplate],
+    workflow_tags: Mapping[str, str],
+) -> Plan:
+    dag_inputs = _dag_inputs(dag_t, path, params)
+    dag = _obj(dag_t["dag"], f"{path}.dag", "dag")
+    raw_tasks = _list(dag.get("tasks"), f"{path}.dag.tasks")
+    if not raw_tasks:
+        raise _fail(f"{path}.dag.tasks", "must not be empty")
+    bodies: dict[str, tuple[str, dict[str, Any]]] = {}
+    for i, raw in enumerate(raw_tasks):
+        tpath = f"{path}.dag.tasks[{i}]"
+        t = _obj(raw, tpath, "task")
+        tname = _str(t.get("name"), f"{tpath}.name")
+        if not _TASK_NAME.match(tname):
+            raise _fail(f"{tpath}.name", f"{tname!r} is not a valid task name")
+        if tname in bodies:
+            raise _fail(f"{tpath}.name", f"duplicate task {tname!r}")
+        template = _str(t.get("template"), f"{tpath}.template")
+        if template not in steps:
+            what = "a dag template (nested DAGs are not supported)" if template == dag_t["name"] else "unknown"
+            raise _fail(f"{tpath}.template", f"template {template!r} is {what}")
+        bodies[tname] = (tpath, t)
+
+    # dependencies: `depends` or `dependencies`, never both
+    logic: dict[str, tuple[ex.Node | None, frozenset[str]]] = {}
+    for tname, (tpath, t) in bodies.items():
+        if "depends" in t and "dependencies" in t:
+            raise _fail(tpath, "cannot use both 'depends' and 'dependencies'")
+        node: ex.Node | None = None
+        deps: frozenset[str] = frozenset()
+        try:
+            if "depends" in t:
+                node, deps = ex.parse_depends(_str(t["depends"], f"{tpath}.depends"))
+            elif "dependencies" in t:
+                names = list(_strs(t["dependencies"], f"{tpath}.dependencies"))
+                node, deps = (ex.dependencies_node(names), frozenset(names)) if names else (None, frozenset())
+        except ex.ExprError as exc:
+            key = "depends" if "depends" in t else "dependencies"
+            raise _fail(f"{tpath}.{key}", str(exc)) from None
+        for dep in sorted(deps):
+            if dep not in bodies:
+                raise _fail(f"{tpath}.depends", f"unknown task {dep!r}")
+            if dep == tname:
+                raise _fail(f"{tpath}.depends", f"task {tname!r} depends on itself")
+        logic[tname] = (node, deps)
+
+    ancestors: dict[str, frozenset[str]] = {}
+
+    def ancestry(tname: str, trail: tuple[str, ...]) -> frozenset[str]:
+        if tname in trail:
+            raise _fail(bodies[tname][0], "dependency cycle: " + " -> ".join((*trail, tname)))
+        if tname not in ancestors:
+            found: set[str] = set()
+            for dep in logic[tname][1]:
+                found |= {dep} | ancestry(dep, (*trail, tname))
+            ancestors[tname] = frozenset(found)
+        return ancestors[tname]
+
+    tasks = []
+    for tname, (tpath, t) in bodies.items():
+        tmpl = steps[t["template"]]
+        mine = ancestry(tname, ())
+        allowed = dict(workflow_tags) | {f"inputs.parameters.{n}": "" for n in dag_inputs}
+        for other in bodies:
+            out_names = [o.name for o in steps[bodies[other][1]["template"]].outputs]
+            why = "" if other in mine else f"task {other!r} is not an ancestor of {tname!r} (add it to depends)"
+            allowed |= {f"tasks.{other}.outputs.parameters.{o}": why for o in out_names}
+            allowed[f"tasks.{other}.outputs.result"] = why
+        args = []
+        declared = {p.name: p for p in tmpl.inputs}
+        arguments = _obj(t.get("arguments", {}), f"{tpath}.arguments", "arguments")
+        for j, (pname, p) in enumerate(_params(arguments.get("parameters", []), f"{tpath}.arguments.parameters",
+                                                "argument")):  # fmt: skip
+            ppath = f"{tpath}.arguments.parameters[{j}]"
+            if pname not in declared:
+                raise _fail(f"{ppath}.name", f"{pname!r} is not an input parameter of template {tmpl.name!r}")
+            if "value" not in p:
+                raise _fail(f"{ppath}.value", "required by the local executor")
+            _check_tags(p["value"], f"{ppath}.value", allowed)
+            args.append((pname, p["value"]))
+        given = {a for a, _ in args}
+        for p in tmpl.inputs:
+            if p.name not in given and p.value is None and p.default is None:
+                raise _fail(f"{tpath}.arguments", f"inputs.parameters.{p.name} of {tmpl.name!r} was not supplied")
+        when = None
+        if "when" in t:
+            when = _str(t["when"], f"{tpath}.when")
+            _check_tags(when, f"{tpath}.when", allowed)
+        node, deps = logic[tname]
+        tasks.append(Task(tname, tmpl, tuple(args), node, deps, mine, when))
+
+    children: dict[str, list[str]] = {t.name: [] for t in tasks}
+    for t in tasks:
+        for dep in sorted(t.deps):
+            children[dep].append(t.name)
+    leaves = tuple(sorted(n for n, c in children.items() if not c))
+    return Plan(
+        name=name,
+        digest=digest,
+        parameters=params,
+        dag_inputs=dag_inputs,
+        deadline_s=deadline,
+        tasks=tuple(tasks),
+        leaves=leaves,
+        children={k: tuple(v) for k, v in children.items()},
+    )
+
+
+def assess(plan: Plan, phases: Mapping[str, str]) -> tuple[str, str | None]:
+    """The DAG's phase once its tasks have settled, and the task whose phase decided a failure."""
+    roots = [t.name for t in plan.tasks if not t.deps]
+    queue = deque((r, SUCCEEDED, None) for r in roots)
+    seen: set[tuple[str, str, str | None]] = set()
+    branch: dict[str, tuple[str, str | None]] = {}
+    while queue:
+        item = queue.popleft()
+        if item in seen:
+            continue
+        seen.add(item)
+        task, phase, source = item
+        if phases.get(task) not in _SETTLED:
+            return "Running", None
+        if phases[task] in _COMPLETED:
+            phase, source = phases[task], task
+        if task in plan.leaves:
+            previous = branch.get(task)
+            if previous is None or previous[0] not in (FAILED, ERROR):
+                branch[task] = (phase, source)
+        queue.extend((child, phase, source) for child in plan.children[task])
+    for leaf in plan.leaves:
+        if leaf not in branch:
+            return "Running", None
+        if branch[leaf][0] in (FAILED, ERROR):
+            return branch[leaf]
+    return SUCCEEDED, None
