@@ -95,8 +95,9 @@ def _script(fn: Callable[..., Any], name: str, target: Target, *, retry: bool = 
         source=fn,
         image=target.image,
         constructor=RunnerScriptConstructor(),
-        active_deadline_seconds=target.step_deadline_s,
-        retry_strategy=RetryStrategy(limit=target.retries, retry_policy="OnError") if retry else None,
+        # Argo's schema types IntOrString fields as strings: write them so, and they validate as published.
+        active_deadline_seconds=str(target.step_deadline_s),
+        retry_strategy=RetryStrategy(limit=str(target.retries), retry_policy="OnError") if retry else None,
         env=[Env(name="PYTHONUNBUFFERED", value="1")],
     )
 

@@ -1,0 +1,140 @@
+"""The compiled workflows: golden YAML per action kind, Argo's schema (strict too), Hera's models.
+
+`REGENERATE=1 pytest tests/test_workflows_golden.py` (or `make golden`) rewrites the golden files.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from hera.workflows.models import Workflow as ArgoWorkflow
+
+from controller.models import Action, ActionKind, LiveRef, ModelPin
+from controller.schemas import load_yaml
+from tests.argo_schema import errors
+from workflows.builders import Target, build, manifest
+
+ROOT = Path(__file__).resolve().parent.parent
+GOLDEN = Path(__file__).parent / "golden"
+TARGET = Target(store_uri="file:///var/lib/releasectl/store", data_uri="file:///var/lib/releasectl/data",
+                serving_uri="file:///var/lib/releasectl/serving")
+SOURCE = "0123456789abcdef0123456789abcdef01234567"
+
+
+PROD = ModelPin.model_validate(load_yaml(b"""
+apiVersion: releasectl/v1
+kind: ModelPin
+model: tumor-classifier
+version: 1.0.0
+owner: ml-platform@example.com
+training:
+  recipe: gradient-boosting
+  dataset: {name: breast-cancer, sha256: 75a1d74a59df9cb0a78ecc0a36085bf8a85239557f178d3b8d758e88b26416e1}
+  params: {n_estimators: 30, learning_rate: 0.1, max_depth: 2, seed: 7}
+evaluation:
+  gates: {roc_auc: ">= 0.95", accuracy: ">= 0.90", p95_latency_ms: "<= 50"}
+  max_regression: {accuracy: 0.02}
+deployment:
+  strategy: canary
+"""))
+LIVE = LiveRef(version="0.9.0", spec_digest="sha256:" + "9" * 64, artifact="sha256:" + "8" * 64,
+               since=datetime(2026, 11, 1, tzinfo=UTC), dataset_sha256="7" * 64)
+
+
+def _action(kind: ActionKind, **extra: Any) -> Action:
+    return Action(kind=kind, environment="production", model="tumor-classifier", version=PROD.version,
+                  source_commit=SOURCE, spec_digest=PROD.spec_digest(), pin=PROD, **extra)
+
+
+CASES = {
+    "deploy-train": _action(ActionKind.DEPLOY, live=LIVE),
+    "deploy-existing-artifact": _action(ActionKind.DEPLOY, artifact="sha256:" + "a" * 64, live=LIVE),
+    "rollback": _action(ActionKind.ROLLBACK, artifact="sha256:" + "b" * 64, live=LIVE),
+    "remove": _action(ActionKind.REMOVE, live=LIVE),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_golden(case: str) -> None:
+    text = build(CASES[case], TARGET).to_yaml()
+    path = GOLDEN / f"{case}.yaml"
+    if os.environ.get("REGENERATE"):
+        path.write_text(text)
+    assert path.is_file(), f"{path} is missing: run `make golden`"
+    assert text == path.read_text(), f"{path} is stale: run `make golden` and review the diff"
+
+
+@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("strict", [False, True], ids=["argo-schema", "argo-schema-strict"])
+def test_manifest_passes_argos_schema(case: str, strict: bool) -> None:
+    assert errors(manifest(CASES[case], TARGET), strict=strict) == []
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_manifest_passes_heras_argo_models(case: str) -> None:
+    compiled = manifest(CASES[case], TARGET)
+    assert ArgoWorkflow.model_validate(compiled).metadata.name == CASES[case].workflow_name
+
+
+def test_strict_schema_catches_a_misspelt_field() -> None:
+    compiled = manifest(CASES["rollback"], TARGET)
+    compiled["spec"]["entrypoitn"] = compiled["spec"].pop("entrypoint")
+    assert errors(compiled) == []  # Argo's published schema lets it through...
+    assert any("entrypoitn" in e for e in errors(compiled, strict=True))  # ...the strict variant does not
+
+
+def test_task_shapes_per_action_kind() -> None:
+    def tasks(case: str) -> list[tuple[str, str | None, str | None]]:
+        compiled = manifest(CASES[case], TARGET)
+        main = next(t for t in compiled["spec"]["templates"] if t["name"] == "main")
+        return [(t["name"], t.get("depends"), t.get("when")) for t in main["dag"]["tasks"]]
+
+    passed = "{{tasks.evaluate.outputs.parameters.passed}}"
+    assert tasks("deploy-train") == [
+        ("validate-data", None, None), ("train", "validate-data", None), ("evaluate", "train", None),
+        ("deploy", "evaluate", f"{passed} == true"), ("gates-failed", "evaluate", f"{passed} == false"),
+    ]
+    assert tasks("deploy-existing-artifact") == [
+        ("validate-data", None, None), ("evaluate", "validate-data", None),
+        ("deploy", "evaluate", f"{passed} == true"), ("gates-failed", "evaluate", f"{passed} == false"),
+    ]
+    assert tasks("rollback") == [("deploy", None, None)]
+    assert tasks("remove") == [("undeploy", None, None)]
+
+
+def test_steps_run_through_heras_runner_with_the_drift_reference_and_live_artifact() -> None:
+    compiled = manifest(CASES["deploy-train"], TARGET)
+    templates = {t["name"]: t for t in compiled["spec"]["templates"]}
+    assert templates["train"]["script"]["command"] == ["python"]
+    assert templates["train"]["script"]["args"] == ["-m", "hera.workflows.runner", "-e", "workflows.steps.train:train"]
+    main = templates["main"]["dag"]["tasks"]
+    args = {t["name"]: {p["name"]: p["value"] for p in t["arguments"]["parameters"]} for t in main}
+    assert args["validate-data"]["reference_sha256"] == "7" * 64
+    assert args["evaluate"]["live_artifact"] == "sha256:" + "8" * 64
+    assert args["evaluate"]["artifact"] == "{{tasks.train.outputs.parameters.artifact}}"
+    assert args["deploy"]["strategy"] == "canary"
+    assert yaml.safe_load(args["deploy"]["canary"]) == {"steps": [10, 50, 100], "max_error_rate": 0.01,
+                                                         "requests_per_step": 200}
+    assert compiled["metadata"]["labels"] == {"releasectl.dev/environment": "production",
+                                              "releasectl.dev/model": "tumor-classifier",
+                                              "releasectl.dev/action": "deploy"}
+
+
+def test_record_only_actions_have_no_workflow() -> None:
+    with pytest.raises(ValueError, match="block actions are recorded, not run"):
+        build(_action(ActionKind.BLOCK), TARGET)
+
+
+def test_building_a_manifest_imports_no_training_library() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys; import workflows.builders; "
+            "print(sorted(m for m in ('sklearn', 'skops', 'scipy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, cwd=ROOT)
+    assert out.stdout.strip() == "[]"
