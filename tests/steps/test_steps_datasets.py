@@ -100,7 +100,7 @@ def test_register_custom_snapshot_and_parse_errors(tmp_path: Path) -> None:
 
 def test_split_is_stratified_and_deterministic(tmp_path: Path) -> None:
     data = datasets.load(tmp_path, "breast-cancer", datasets.builtin_digest("breast-cancer"))
-    X_train, X_test, y_train, y_test = datasets.split(data, 7)
+    X_train, X_test, _, y_test = datasets.split(data, 7)
     assert len(X_train) == 426 and len(X_test) == 143
     assert abs(y_test.mean() - data.y.mean()) < 0.01
     again = datasets.split(data, 7)

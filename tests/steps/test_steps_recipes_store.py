@@ -50,9 +50,9 @@ def test_recipe_params_are_checked() -> None:
         recipes.build("svm", {"seed": 1})
     with pytest.raises(common.CheckFailed, match=r"recipe random-forest: unknown params learning_rate \(allowed: "):
         recipes.build("random-forest", {"seed": 1, "learning_rate": 0.1})
-    with pytest.raises(common.CheckFailed, match="recipe logistic-regression: params.seed is required"):
+    with pytest.raises(common.CheckFailed, match=r"recipe logistic-regression: params\.seed is required"):
         recipes.build("logistic-regression", {"C": 1.0})
-    with pytest.raises(common.CheckFailed, match="params.n_estimators must be int, got 2.5"):
+    with pytest.raises(common.CheckFailed, match=r"params\.n_estimators must be int, got 2\.5"):
         recipes.build("gradient-boosting", {"seed": 1, "n_estimators": 2.5})
     assert recipes.build("gradient-boosting", {"seed": 1, "n_estimators": 20.0}).n_estimators == 20
 
