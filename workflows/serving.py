@@ -127,7 +127,7 @@ class Router:
         self.environment = check_label(environment, "environment")
         self._rng = random.Random(seed)  # noqa: S311 - traffic splitting, not cryptography
         self._lock = threading.Lock()
-        self._states: dict[str, tuple[tuple[int, int, int], dict[str, Any]]] = {}
+        self._states: dict[str, tuple[tuple[int, ...], dict[str, Any]]] = {}
         self._estimators: dict[str, Any] = {}
 
     def state(self, model: str) -> dict[str, Any] | None:
@@ -141,7 +141,7 @@ class Router:
             with self._lock:
                 self._states.pop(model, None)
             return None
-        key = (st.st_mtime_ns, st.st_ino, st.st_size)
+        key = (st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_size)
         with self._lock:
             cached = self._states.get(model)
             if cached is not None and cached[0] == key:
@@ -152,6 +152,11 @@ class Router:
         with self._lock:
             self._states[model] = (key, value)
         return value
+
+    def forget(self, model: str) -> None:
+        """Drop the cached state of a model: the next request re-reads its file."""
+        with self._lock:
+            self._states.pop(model, None)
 
     def models(self) -> dict[str, dict[str, Any]]:
         """Every model this environment serves: live version and candidate weight."""

@@ -57,7 +57,7 @@ def traffic_rows(
     store_dir: Path, artifact: str, data_uri: str, dataset: str, dataset_sha256: str
 ) -> NDArray[np.float64]:
     """Rows to send: the held-out rows of the dataset when given, else zeros of the artifact's width."""
-    info = store.meta(store_dir, artifact)
+    info = store.meta(store_dir, artifact) if store.paths(store_dir, artifact)[1].is_file() else {}
     if data_uri and dataset and dataset_sha256:
         data = datasets.load(path_from_uri(data_uri, "data_uri"), dataset, dataset_sha256)
         _, X_test, _, _ = datasets.split(data, int(info.get("seed", 0)))
@@ -113,8 +113,8 @@ def deploy(
     weights, max_error_rate, requests = canary_plan(canary) if strategy == "canary" else ([], 0.0, 0)
     store_dir = path_from_uri(store_uri, "store_uri")
     serving_dir = path_from_uri(serving_uri, "serving_uri")
-    rows = traffic_rows(store_dir, artifact, data_uri, dataset, dataset_sha256)
     health_check(store_dir, artifact, version)
+    rows = traffic_rows(store_dir, artifact, data_uri, dataset, dataset_sha256)
 
     with serving.locked(serving_dir, environment, model):
         before = serving.read_state(serving_dir, environment, model)
@@ -145,12 +145,14 @@ def deploy(
         try:
             if strategy == "blue-green":
                 serving.write_state(serving_dir, environment, model, {**base, "candidate": {**entry, "weight": 0}})
+                router.forget(model)
                 problem = smoke(router, _slot(model, "candidate", entry), rows)
                 if problem:
                     raise CheckFailed(f"blue-green check of {version} failed: {problem}; {back}")
             elif strategy == "canary":
                 run_canary(router, serving_dir, base, entry, weights, max_error_rate, requests, rows, report, back)
             serving.write_state(serving_dir, environment, model, final)
+            router.forget(model)
             problem = smoke(router, router.live_slot(model), rows)
             if problem:
                 raise CheckFailed(f"endpoint check of {version} after the switch failed: {problem}; {back}")
@@ -178,6 +180,7 @@ def run_canary(
     model, environment = base["model"], base["environment"]
     for weight in weights:
         serving.write_state(serving_dir, environment, model, {**base, "candidate": {**entry, "weight": weight}})
+        router.forget(model)  # do not rely on the file's mtime alone between two quick writes
         routed = errors = live_errors = 0
         for i in range(requests):
             slot = router.pick(model)
