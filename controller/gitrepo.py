@@ -167,10 +167,27 @@ class GitRepo:
                 break
         return author, body
 
-    def commit_info(self, sha: str) -> CommitInfo:
-        """Author and `Approved-by:` trailers of the commit that set a pin (for the policy)."""
+    def commit_info(self, sha: str, allowed_signers: bytes | None = None) -> CommitInfo:
+        """Author, `Approved-by:` trailers and (given allowed signers) signature of a commit that set a pin."""
         author, body = self.commit_message(sha)
-        return CommitInfo(sha=sha, author_email=author, approvers=tuple(all_trailers(body, "Approved-by")))
+        verified = self.verify_commit(sha, allowed_signers) if allowed_signers else False
+        return CommitInfo(
+            sha=sha, author_email=author, approvers=tuple(all_trailers(body, "Approved-by")), signature_verified=verified
+        )
+
+    def verify_commit(self, sha: str, allowed_signers: bytes) -> bool:
+        """`git verify-commit` against an ssh allowed-signers file (the repo's environments/allowed_signers)."""
+        with tempfile.TemporaryDirectory(prefix="releasectl-signers-") as tmp:
+            path = os.path.join(tmp, "allowed_signers")
+            with open(path, "wb") as handle:
+                handle.write(allowed_signers)
+            try:
+                self.git.execute(
+                    ["git", "-c", "gpg.format=ssh", "-c", f"gpg.ssh.allowedSignersFile={path}", "verify-commit", sha]
+                )
+            except GitCommandError:
+                return False
+        return True
 
     def read_commit_object(self, sha: str) -> str:
         return bytes(self.repo.odb.stream(bytes.fromhex(sha)).read()).decode("utf-8", "replace")

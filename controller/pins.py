@@ -21,6 +21,7 @@ from controller.schemas import Problem, load_yaml, schema_problems
 ENV_ROOT = "environments/"
 STATUS_ROOT = "status/"
 POLICY_PATH = "environments/policy.yaml"
+ALLOWED_SIGNERS = "environments/allowed_signers"  # ssh allowed-signers for policies with require_signed
 PIN_SUFFIX = ".yaml"
 
 M = TypeVar("M", bound=BaseModel)

@@ -256,8 +256,8 @@ def _decide(
         return _blocked(why, r, base)
     if env_policy.require_signed and not _signed(d, evidence):
         return _blocked(
-            f"the commit that set this pin ({d.source_commit[:12]}) has no verified signature; "
-            f"{env} requires signed changes",
+            f"the commit that set this pin ({d.source_commit[:12]}) has no signature that verifies against "
+            f"environments/allowed_signers; {env} requires signed changes",
             r,
             base,
         )

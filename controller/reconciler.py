@@ -21,6 +21,7 @@ from controller.executors.base import Executor
 from controller.gitrepo import CONTROLLER, GitRepo, Identity, PendingCommit
 from controller.models import Action, ActionKind, ModelStatus, Outcome, Phase
 from controller.outcomes import fold, record_only
+from controller.pins import ALLOWED_SIGNERS
 from controller.planner import CommitInfo, Evidence, plan
 from controller.schemas import Problem
 from controller.snapshot import Snapshot, SnapshotReader
@@ -264,15 +265,19 @@ def _commit_infos(
     }
     if not wanted and not policy.rollback_requires_approval:
         return {}
+    signers_blob = snap.files.get(ALLOWED_SIGNERS)
+    signers = repo.read_blob(signers_blob) if signers_blob and any(
+        policy.for_env(env).require_signed for env in policy.order) else None
     infos: dict[str, CommitInfo] = {}
     for key, desired in snap.desired.items():
         if (candidates is not None and key not in candidates) or desired.source_commit in infos:
             continue
         if key[0] in wanted or policy.rollback_requires_approval:
             sha = desired.source_commit
-            if sha not in cache:  # commits are immutable: read each once
-                cache[sha] = repo.commit_info(sha)
-            infos[sha] = cache[sha]
+            cache_key = f"{sha}:{signers_blob or ''}"  # commits are immutable: read each once per signers file
+            if cache_key not in cache:
+                cache[cache_key] = repo.commit_info(sha, signers)
+            infos[sha] = cache[cache_key]
     return infos
 
 

@@ -81,7 +81,8 @@ class Clone:
     def push(self) -> None:
         self.run("push", "-q", "origin", "HEAD:main")
 
-    def merge_pr(self, branch: str, edit: Callable[[Clone], None], title: str, approvers: tuple[str, ...] = ()) -> str:
+    def merge_pr(self, branch: str, edit: Callable[[Clone], None], title: str, approvers: tuple[str, ...] = (),
+                 sign_with: Path | None = None) -> str:
         """A PR: a commit on `branch`, merged into main with --no-ff (a merge commit), pushed."""
         self.pull()
         self.run("checkout", "-q", "-b", branch)
@@ -90,7 +91,8 @@ class Clone:
         self.run("checkout", "-q", "main")
         trailers = "".join(f"\nApproved-by: {a}" for a in approvers)
         body = f"Merge pull request from {branch}\n\n{title}\n" + (f"{trailers}\n" if trailers else "")
-        self.run("merge", "-q", "--no-ff", branch, "-m", body)
+        signing = ["-c", "gpg.format=ssh", "-c", f"user.signingkey={sign_with}"] if sign_with else []
+        git(self.path, *signing, "merge", "-q", "--no-ff", *(["-S"] if sign_with else []), branch, "-m", body)
         self.push()
         return self.run("rev-parse", "HEAD")
 

@@ -122,11 +122,11 @@ def build_plan(
             allowed |= {f"tasks.{other}.outputs.parameters.{o}": why for o in out_names}
             allowed[f"tasks.{other}.outputs.result"] = why
         args = []
-        declared = {p.name: p for p in tmpl.inputs}
+        declared = {ip.name for ip in tmpl.inputs}
         arguments = _obj(t.get("arguments", {}), f"{tpath}.arguments", "arguments")
-        for j, (pname, p) in enumerate(_params(arguments.get("parameters", []), f"{tpath}.arguments.parameters",
-                                                "argument")):  # fmt: skip
-            ppath = f"{tpath}.arguments.parameters[{j}]"
+        apath = f"{tpath}.arguments.parameters"
+        for j, (pname, p) in enumerate(_params(arguments.get("parameters", []), apath, "argument")):
+            ppath = f"{apath}[{j}]"
             if pname not in declared:
                 raise _fail(f"{ppath}.name", f"{pname!r} is not an input parameter of template {tmpl.name!r}")
             if "value" not in p:
@@ -134,20 +134,20 @@ def build_plan(
             _check_tags(p["value"], f"{ppath}.value", allowed)
             args.append((pname, p["value"]))
         given = {a for a, _ in args}
-        for p in tmpl.inputs:
-            if p.name not in given and p.value is None and p.default is None:
-                raise _fail(f"{tpath}.arguments", f"inputs.parameters.{p.name} of {tmpl.name!r} was not supplied")
+        for ip in tmpl.inputs:
+            if ip.name not in given and ip.value is None and ip.default is None:
+                raise _fail(f"{tpath}.arguments", f"inputs.parameters.{ip.name} of {tmpl.name!r} was not supplied")
         when = None
         if "when" in t:
             when = _str(t["when"], f"{tpath}.when")
             _check_tags(when, f"{tpath}.when", allowed)
-        node, deps = logic[tname]
-        tasks.append(Task(tname, tmpl, tuple(args), node, deps, mine, when))
+        dep_node, deps = logic[tname]
+        tasks.append(Task(tname, tmpl, tuple(args), dep_node, deps, mine, when))
 
-    children: dict[str, list[str]] = {t.name: [] for t in tasks}
-    for t in tasks:
-        for dep in sorted(t.deps):
-            children[dep].append(t.name)
+    children: dict[str, list[str]] = {task.name: [] for task in tasks}
+    for task in tasks:
+        for dep in sorted(task.deps):
+            children[dep].append(task.name)
     leaves = tuple(sorted(n for n, c in children.items() if not c))
     return Plan(
         name=name,
@@ -164,7 +164,7 @@ def build_plan(
 def assess(plan: Plan, phases: Mapping[str, str]) -> tuple[str, str | None]:
     """The DAG's phase once its tasks have settled, and the task whose phase decided a failure."""
     roots = [t.name for t in plan.tasks if not t.deps]
-    queue = deque((r, SUCCEEDED, None) for r in roots)
+    queue: deque[tuple[str, str, str | None]] = deque((r, SUCCEEDED, None) for r in roots)
     seen: set[tuple[str, str, str | None]] = set()
     branch: dict[str, tuple[str, str | None]] = {}
     while queue:

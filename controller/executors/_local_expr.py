@@ -184,7 +184,7 @@ class Bin(Node):
                 return re.search(b, a) is not None
             except re.error as exc:
                 raise ExprError(f"bad regular expression {b!r}: {exc}") from None
-        if isinstance(a, float) and isinstance(b, float):
+        if isinstance(a, float) and isinstance(b, float):  # noqa: SIM114 - each branch narrows the types
             sign = (a > b) - (a < b)
         elif isinstance(a, str) and isinstance(b, str):
             sign = (a > b) - (a < b)
@@ -216,7 +216,7 @@ class ListOf(Node):
 
 
 def _as_number(v: Value, fn: str, integer: bool) -> float:
-    if isinstance(v, bool) or isinstance(v, tuple):
+    if isinstance(v, bool | tuple):
         raise ExprError(f"{fn}() cannot convert {v!r}")
     try:
         return float(int(v)) if integer else float(v)
@@ -224,21 +224,21 @@ def _as_number(v: Value, fn: str, integer: bool) -> float:
         raise ExprError(f"{fn}() cannot convert {v!r}") from None
 
 
-_FUNCS: dict[str, Callable[[Value], Value]] = {
-    "asInt": lambda v: _as_number(v, "asInt", True),
-    "int": lambda v: _as_number(v, "int", True),
-    "asFloat": lambda v: _as_number(v, "asFloat", False),
-    "float": lambda v: _as_number(v, "float", False),
-    "string": lambda v: _render_value(v),
-}
-
-
-def _render_value(v: Value) -> str:
+def render_value(v: Value) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, float):
         return str(int(v)) if v.is_integer() else repr(v)
     return str(v)
+
+
+_FUNCS: dict[str, Callable[[Value], Value]] = {
+    "asInt": lambda v: _as_number(v, "asInt", True),
+    "int": lambda v: _as_number(v, "int", True),
+    "asFloat": lambda v: _as_number(v, "asFloat", False),
+    "float": lambda v: _as_number(v, "float", False),
+    "string": render_value,
+}
 
 
 @dataclass(frozen=True)

@@ -284,11 +284,11 @@ def _step_template(t: dict[str, Any], path: str, workflow_tags: dict[str, str]) 
         epath = f"{path}.{kind}.env[{i}]"
         env.append((_str(e.get("name"), f"{epath}.name"), _str(e.get("value", ""), f"{epath}.value")))
     inputs_raw = _obj(t.get("inputs", {}), f"{path}.inputs", "inputs")
-    inputs = tuple(
-        InputParam(n, p.get("value"), p.get("default"), _strs(p["enum"], f"{path}.inputs.enum") if "enum" in p else None,
-                   p.get("description"))
-        for n, p in _params(inputs_raw.get("parameters", []), f"{path}.inputs.parameters", "input")
-    )  # fmt: skip
+    inputs = []
+    ipath = f"{path}.inputs.parameters"
+    for i, (n, p) in enumerate(_params(inputs_raw.get("parameters", []), ipath, "input")):
+        enum = _strs(p["enum"], f"{ipath}[{i}].enum") if "enum" in p else None
+        inputs.append(InputParam(n, p.get("value"), p.get("default"), enum, p.get("description")))
     out_dir = posixpath.normpath(dict(env).get(HERA_OUTPUTS_ENV, HERA_OUTPUTS_DEFAULT))
     outputs = []
     opath = f"{path}.outputs.parameters"
@@ -322,7 +322,7 @@ def _step_template(t: dict[str, Any], path: str, workflow_tags: dict[str, str]) 
         args=args,
         source=source,
         env=tuple(env),
-        inputs=inputs,
+        inputs=tuple(inputs),
         outputs=tuple(outputs),
         retry=_retry(t["retryStrategy"], f"{path}.retryStrategy") if "retryStrategy" in t else None,
         deadline_s=_seconds(t["activeDeadlineSeconds"], f"{path}.activeDeadlineSeconds")
@@ -344,8 +344,8 @@ def check_manifest(manifest: Any) -> Plan:
         raise _fail("metadata.name", f"{name!r} is not a valid workflow name (lowercase RFC 1123)")
     spec = _obj(wf.get("spec"), "spec", "spec")
     params: dict[str, str] = {}
-    for pname, p in _params(_obj(spec.get("arguments", {}), "spec.arguments", "arguments").get("parameters", []),
-                            "spec.arguments.parameters", "argument"):  # fmt: skip
+    arguments = _obj(spec.get("arguments", {}), "spec.arguments", "arguments")
+    for pname, p in _params(arguments.get("parameters", []), "spec.arguments.parameters", "argument"):
         if "value" not in p:
             raise _fail(f"spec.arguments.parameters.{pname}", "needs a value")
         _check_tags(p["value"], f"spec.arguments.parameters.{pname}.value", {})
