@@ -24,7 +24,7 @@ from pathlib import Path
 from controller.executors import _local_expr as ex
 from controller.executors._local_dag import assess
 from controller.executors._local_manifest import Plan, Retry, Task
-from controller.executors._local_proc import StepProcess
+from controller.executors._local_proc import StepProcess, WarmClient
 from controller.executors._local_state import OwnerLock, run_to_dict, write_json
 from controller.executors._local_step import Attempt, Prepared, Runtime, prepare, run_attempt
 from controller.executors.base import (
@@ -69,6 +69,16 @@ class _Node:
         )
 
 
+@dataclass(frozen=True)
+class Launcher:
+    """What the executor shares with all its runs: the interpreter, base env, slots, warm worker."""
+
+    python: str
+    base_env: dict[str, str]
+    slots: threading.Semaphore
+    warm: WarmClient | None
+
+
 def _retry_allowed(retry: Retry | None, att: Attempt, first_start: float) -> tuple[bool, float]:
     """Whether Argo would retry after this attempt, and after how long (its backoff)."""
     if retry is None or att.number > retry.limit:
@@ -99,7 +109,12 @@ def _retry_allowed(retry: Retry | None, att: Attempt, first_start: float) -> tup
 
 class Run:
     def __init__(
-        self, plan: Plan, rundir: Path, lock: OwnerLock, rt_base: Runtime, on_event: Callable[[str], None]
+        self,
+        plan: Plan,
+        rundir: Path,
+        lock: OwnerLock,
+        launcher: Launcher,
+        on_event: Callable[[str], None],
     ) -> None:
         self.plan, self.rundir, self._lock_file = plan, rundir, lock
         self._emit_to = on_event
@@ -116,10 +131,10 @@ class Run:
         self._abandoned = False
         self.done = threading.Event()
         self._rt = Runtime(
-            python=rt_base.python,
-            base_env=rt_base.base_env,
-            slots=rt_base.slots,
-            warm=rt_base.warm,
+            python=launcher.python,
+            base_env=launcher.base_env,
+            slots=launcher.slots,
+            warm=launcher.warm,
             abort=self._abort,
             abort_message=lambda: self._abort_reason,
             register=self._register,

@@ -68,11 +68,10 @@ from types import TracebackType
 from typing import Any
 
 from controller.errors import PermanentError, TransientError
-from controller.executors._local_manifest import IGNORED, UnsupportedManifest, check_manifest
+from controller.executors._local_manifest import IGNORED, UnsupportedManifest, check_manifest, manifest_digest
 from controller.executors._local_proc import WarmClient
-from controller.executors._local_run import Run
+from controller.executors._local_run import Launcher, Run
 from controller.executors._local_state import OwnerLock, lock_is_free, read_json, run_from_dict, write_json
-from controller.executors._local_step import Runtime
 from controller.executors.base import FINISHED, WorkflowRun
 
 __all__ = ["IGNORED_FIELDS", "LocalExecutor", "ManifestConflict", "UnknownRun", "UnsupportedManifest"]
@@ -126,6 +125,7 @@ class LocalExecutor:
             if warm
             else None
         )
+        self._launcher = Launcher(python, self._base_env, self._slots, self._warm)
         _LIVE.add(self)
 
     @staticmethod
@@ -162,7 +162,7 @@ class LocalExecutor:
                 return name
             recorded = read_json(rundir / "run.json")
             if recorded is not None:
-                previous = recorded.get("manifestDigest") or ""
+                previous = recorded.get("manifestDigest") or self._recorded_digest(rundir)
                 self._check_digest(name, previous, plan.digest)
                 if recorded.get("phase") in FINISHED:
                     return name  # attach to the finished run: nothing runs again
@@ -173,17 +173,7 @@ class LocalExecutor:
             shutil.rmtree(rundir / "steps", ignore_errors=True)  # restart from scratch
             (rundir / "events.log").unlink(missing_ok=True)
             write_json(rundir / "manifest.json", manifest)
-            rt = Runtime(
-                python=self._python,
-                base_env=self._base_env,
-                slots=self._slots,
-                warm=self._warm,
-                abort=threading.Event(),
-                abort_message=str,
-                register=lambda _t, _p: None,
-                on_start=lambda _t, _a: None,
-            )
-            run = Run(plan, rundir, lock, rt, self._on_event)
+            run = Run(plan, rundir, lock, self._launcher, self._on_event)
             self._runs[name] = run
         if self._warm is not None:
             self._warm.start()  # its imports overlap with the first step's preparation
@@ -252,6 +242,11 @@ class LocalExecutor:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+    @staticmethod
+    def _recorded_digest(rundir: Path) -> str:
+        recorded = read_json(rundir / "manifest.json")
+        return manifest_digest(recorded) if recorded is not None else ""
 
     def _check_digest(self, name: str, previous: str, current: str) -> None:
         if previous != current:
