@@ -6,7 +6,6 @@ processes import this module from the repository root, which the executor puts o
 Counters live in files (a tmp dir passed as a parameter) so that the tests can count executions.
 """
 
-
 import os
 import signal
 import sys
@@ -82,7 +81,7 @@ def whoami() -> str:
             "ppid": os.getppid(),
             "pgid_is_pid": os.getpgid(0) == os.getpid(),
             "cwd": os.getcwd(),
-            "outputs": os.environ.get("hera__outputs_directory", ""),
+            "outputs": os.environ.get("hera__outputs_directory", ""),  # noqa: SIM112 - Hera's own name
             "argv0": sys.argv[0],
             "stdin": sys.stdin.read(),
         }
@@ -96,3 +95,17 @@ def kill_worker_once(counter: str) -> Annotated[str, Parameter(name="attempt")]:
         os.kill(os.getppid(), signal.SIGKILL)  # the warm worker, when forked from it
         time.sleep(5)
     return str(n)
+
+
+@script(constructor=RUNNER, retry_strategy=RetryStrategy(limit="2", retry_policy="OnError"))
+def boom_on_error() -> None:
+    raise RuntimeError("boom")
+
+
+@script(
+    constructor=RUNNER,
+    retry_strategy=RetryStrategy(limit="2", retry_policy="Always", expression="asInt(lastRetry.exitCode) != 2"),
+)
+def check_not_retried(reason: str) -> None:
+    print(f"releasectl-check-failed: {reason}", file=sys.stderr)
+    sys.exit(2)
