@@ -34,8 +34,14 @@ USER = ("Dana Scientist", "dana@example.com")
 
 
 def _git(cwd: Path, *args: str) -> str:
-    env = {**os.environ, "GIT_CONFIG_NOSYSTEM": "1", "GIT_AUTHOR_NAME": USER[0], "GIT_AUTHOR_EMAIL": USER[1],
-           "GIT_COMMITTER_NAME": USER[0], "GIT_COMMITTER_EMAIL": USER[1]}
+    env = {
+        **os.environ,
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_AUTHOR_NAME": USER[0],
+        "GIT_AUTHOR_EMAIL": USER[1],
+        "GIT_COMMITTER_NAME": USER[0],
+        "GIT_COMMITTER_EMAIL": USER[1],
+    }
     done = subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True)
     return done.stdout.strip()
 
@@ -72,7 +78,7 @@ class Demo:
 
     def merge_pr(self, branch: str, title: str) -> str:
         """Merge `branch` into main with a merge commit, as a PR would, and push."""
-        _git(self.user, "checkout", "-q", "main")
+        self.pull()
         _git(self.user, "merge", "-q", "--no-ff", branch, "-m", f"Merge pull request: {title}")
         _git(self.user, "push", "-q", "origin", "main")
         return _git(self.user, "rev-parse", "HEAD")
@@ -90,8 +96,11 @@ class Demo:
                 continue
             a = outcome.action
             how = "rollback, no training" if a.kind.value == "rollback" else ("trained" if a.trains else "reused")
-            self.say(f"  -> {a.environment}/{a.model} {a.version} Deployed ({how}; {outcome.artifact[:19]}…)"
-                     if outcome.artifact else f"  -> {a.environment}/{a.model} {a.version} Deployed")
+            self.say(
+                f"  -> {a.environment}/{a.model} {a.version} Deployed ({how}; {outcome.artifact[:19]}…)"
+                if outcome.artifact
+                else f"  -> {a.environment}/{a.model} {a.version} Deployed"
+            )
         return result
 
 
@@ -162,8 +171,10 @@ def _story(demo: Demo) -> int:
     say(history_table(queries.history(user_repo, "tumor-classifier", "staging")))
     demo.chapter("8. releasectl status")
     say(status_table(queries.status(user_repo)))
-    demo.chapter("9. The audit trail: git log --format='%s  %(trailers:key=Releasectl-Phase,valueonly)'")
-    say(_git(demo.user, "log", "--first-parent", "-8", "--format=%h %s"))
+    demo.chapter("9. The audit trail: git log --first-parent, and the last status commit in full")
+    say(_git(demo.user, "log", "--first-parent", "-8", "--format=%h %<(24,trunc)%ae %s"))
+    say("")
+    say(_git(demo.user, "log", "-1", "--format=%B", "--", "status"))
     say(f"\nDone in {time.monotonic() - demo.started:.1f}s.")
     return 0
 
@@ -172,8 +183,15 @@ def _metrics(demo: Demo, result: PassResult) -> None:
     rows = []
     for o in result.outcomes:
         m = o.metrics
-        rows.append([o.action.model, o.action.environment, o.action.version, o.phase.value,
-                     *(f"{m[k]:.3f}" if k in m else "-" for k in ("accuracy", "roc_auc", "f1_macro", "p95_latency_ms"))])
+        rows.append(
+            [
+                o.action.model,
+                o.action.environment,
+                o.action.version,
+                o.phase.value,
+                *(f"{m[k]:.3f}" if k in m else "-" for k in ("accuracy", "roc_auc", "f1_macro", "p95_latency_ms")),
+            ]
+        )
     demo.say(table(["MODEL", "ENV", "VERSION", "PHASE", "ACCURACY", "ROC_AUC", "F1", "P95 MS"], rows))
 
 

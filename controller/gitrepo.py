@@ -172,7 +172,10 @@ class GitRepo:
         author, body = self.commit_message(sha)
         verified = self.verify_commit(sha, allowed_signers) if allowed_signers else False
         return CommitInfo(
-            sha=sha, author_email=author, approvers=tuple(all_trailers(body, "Approved-by")), signature_verified=verified
+            sha=sha,
+            author_email=author,
+            approvers=tuple(all_trailers(body, "Approved-by")),
+            signature_verified=verified,
         )
 
     def verify_commit(self, sha: str, allowed_signers: bytes) -> bool:

@@ -46,7 +46,7 @@ def _json(text: str | None, default: Any) -> Any:
 
 def fold(action: Action, run: WorkflowRun, executor: str) -> Outcome:
     """What a finished run means for the release."""
-    ref = WorkflowRef(name=run.name, executor=executor, started=run.started, finished=run.finished)
+    ref = WorkflowRef(name=run.name, executor=executor, started=_second(run.started), finished=_second(run.finished))
     nodes = run.nodes
     evaluate = nodes.get(EVALUATE)
     metrics: dict[str, float] = {}
@@ -99,6 +99,10 @@ def fold(action: Action, run: WorkflowRun, executor: str) -> Outcome:
         return Outcome(phase=Phase.ERRORED, reason=f"workflow {run.name}: {run.message or run.phase}", **common)
 
     return Outcome(phase=Phase.ERRORED, reason=f"workflow {run.name} did not finish ({run.phase})", **common)
+
+
+def _second(when: datetime | None) -> datetime | None:
+    return when.replace(microsecond=0) if when is not None else None
 
 
 def gate_reason(failed: list[GateResult] | tuple[GateResult, ...]) -> str:

@@ -266,8 +266,11 @@ def _commit_infos(
     if not wanted and not policy.rollback_requires_approval:
         return {}
     signers_blob = snap.files.get(ALLOWED_SIGNERS)
-    signers = repo.read_blob(signers_blob) if signers_blob and any(
-        policy.for_env(env).require_signed for env in policy.order) else None
+    signers = (
+        repo.read_blob(signers_blob)
+        if signers_blob and any(policy.for_env(env).require_signed for env in policy.order)
+        else None
+    )
     infos: dict[str, CommitInfo] = {}
     for key, desired in snap.desired.items():
         if (candidates is not None and key not in candidates) or desired.source_commit in infos:

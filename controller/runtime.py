@@ -22,6 +22,18 @@ STEP_MODULES = (
     "workflows.steps.evaluate",
     "workflows.steps.deploy",
 )
+# Imported once by the local executor's warm worker, so that a forked step starts with them loaded.
+WARM_IMPORTS = (
+    *STEP_MODULES,
+    "numpy",
+    "sklearn.ensemble",
+    "sklearn.linear_model",
+    "sklearn.pipeline",
+    "sklearn.preprocessing",
+    "sklearn.metrics",
+    "sklearn.model_selection",
+    "skops.io",
+)
 
 
 @dataclass(frozen=True)
@@ -64,7 +76,7 @@ def local_executor(home: Home, *, on_event: Callable[[str], None] | None = None,
     from controller.executors.local import LocalExecutor
 
     home.runs.mkdir(parents=True, exist_ok=True)
-    return LocalExecutor(home.runs, max_parallel=max_parallel, preload=STEP_MODULES, on_event=on_event)
+    return LocalExecutor(home.runs, max_parallel=max_parallel, preload=WARM_IMPORTS, on_event=on_event)
 
 
 def compiler(home: Home) -> Callable[[Action], dict[str, Any]]:

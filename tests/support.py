@@ -81,8 +81,14 @@ class Clone:
     def push(self) -> None:
         self.run("push", "-q", "origin", "HEAD:main")
 
-    def merge_pr(self, branch: str, edit: Callable[[Clone], None], title: str, approvers: tuple[str, ...] = (),
-                 sign_with: Path | None = None) -> str:
+    def merge_pr(
+        self,
+        branch: str,
+        edit: Callable[[Clone], None],
+        title: str,
+        approvers: tuple[str, ...] = (),
+        sign_with: Path | None = None,
+    ) -> str:
         """A PR: a commit on `branch`, merged into main with --no-ff (a merge commit), pushed."""
         self.pull()
         self.run("checkout", "-q", "-b", branch)
@@ -126,8 +132,9 @@ class ReleaseRepo:
         return out.split("\n") if out else []
 
 
-def make_release_repo(root: Path, environments: Path = ROOT / "environments",
-                      edit: Callable[[Path], None] | None = None) -> ReleaseRepo:
+def make_release_repo(
+    root: Path, environments: Path = ROOT / "environments", edit: Callable[[Path], None] | None = None
+) -> ReleaseRepo:
     """A release repo whose first commit is a copy of `environments` (optionally edited)."""
     seed = root / "seed"
     shutil.copytree(environments, seed / "environments")
@@ -146,9 +153,7 @@ def make_release_repo(root: Path, environments: Path = ROOT / "environments",
 
 def trailers(repo: ReleaseRepo, key: str) -> list[str]:
     """`git log --format='%(trailers:key=K,valueonly)'` over main, newest first, status commits only."""
-    return [
-        line for line in repo.log(f"%(trailers:key={key},valueonly,separator=%x2C)", "status") if line.strip()
-    ]
+    return [line for line in repo.log(f"%(trailers:key={key},valueonly,separator=%x2C)", "status") if line.strip()]
 
 
 # -- the scripted executor --------------------------------------------------------------------------
@@ -216,7 +221,7 @@ class ScriptedExecutor:
             if failed:
                 nodes[name] = NodeResult(name, task["template"], OMITTED)
                 continue
-            if name == GATES_FAILED and how.gates_pass or name == DEPLOY and "when" in task and not how.gates_pass:
+            if (name == GATES_FAILED and how.gates_pass) or (name == DEPLOY and "when" in task and not how.gates_pass):
                 nodes[name] = NodeResult(name, task["template"], SKIPPED)
                 continue
             if how.fail_task == name or how.crash_task == name or name == GATES_FAILED:
@@ -231,17 +236,24 @@ class ScriptedExecutor:
                 outputs[OUT_ARTIFACT] = artifact
             elif name == EVALUATE:
                 artifact = args["artifact"] if not args["artifact"].startswith("{{") else artifact
-                gates = [{"metric": m, "op": ">=", "threshold": 0.9, "value": v, "passed": how.gates_pass,
-                          "kind": "gate"} for m, v in how.metrics.items()]
-                outputs = {OUT_METRICS: json.dumps(how.metrics), OUT_GATES: json.dumps(gates),
-                           OUT_PASSED: "true" if how.gates_pass else "false", OUT_ARTIFACT: artifact}
+                gates = [
+                    {"metric": m, "op": ">=", "threshold": 0.9, "value": v, "passed": how.gates_pass, "kind": "gate"}
+                    for m, v in how.metrics.items()
+                ]
+                outputs = {
+                    OUT_METRICS: json.dumps(how.metrics),
+                    OUT_GATES: json.dumps(gates),
+                    OUT_PASSED: "true" if how.gates_pass else "false",
+                    OUT_ARTIFACT: artifact,
+                }
             elif name == DEPLOY:
                 art = args["artifact"]
                 outputs = {OUT_ARTIFACT: artifact if art.startswith("{{") else art, "report": "{}"}
             elif name == UNDEPLOY:
                 outputs = {"report": "{}"}
-            nodes[name] = NodeResult(name, task["template"], SUCCEEDED, outputs=outputs, exit_code=0,
-                                     started=now, finished=now)
+            nodes[name] = NodeResult(
+                name, task["template"], SUCCEEDED, outputs=outputs, exit_code=0, started=now, finished=now
+            )
         phase = FAILED if failed else SUCCEEDED
         return WorkflowRun(manifest["metadata"]["name"], phase, "", now, now, nodes)
 

@@ -24,18 +24,25 @@ CASES = {
     "owner-missing": (("owner: ml-platform@example.com\n", ""), [F + "owner: is required [required]"]),
     "unknown-field": (
         ("owner: ml-platform@example.com", "owner: ml-platform@example.com\nteam: vision"),
-        [F + "team: is not allowed here (allowed: apiVersion, deployment, evaluation, kind, model, owner, training, "
-         "version) [additionalProperties]"],
+        [
+            F + "team: is not allowed here (allowed: apiVersion, deployment, evaluation, kind, model, owner, training, "
+            "version) [additionalProperties]"
+        ],
     ),
     "gate-not-an-expression": (
         ('">= 0.95"', '"about 0.95"'),
-        [F + "evaluation.gates.roc_auc: 'about 0.95' is not a gate like \">= 0.95\" (operator >=, <=, >, < or == and "
-         "a number) [pattern]"],
+        [
+            F
+            + "evaluation.gates.roc_auc: 'about 0.95' is not a gate like \">= 0.95\" (operator >=, <=, >, < or == and "
+            "a number) [pattern]"
+        ],
     ),
     "gate-on-unknown-metric": (
         ('roc_auc: ">= 0.95"', 'roc_acu: ">= 0.95"'),
-        [F + "evaluation.gates.roc_acu: is not a known name (one of accuracy, balanced_accuracy, f1_macro, roc_auc, "
-         "log_loss, p50_latency_ms, p95_latency_ms) [enum]"],
+        [
+            F + "evaluation.gates.roc_acu: is not a known name (one of accuracy, balanced_accuracy, f1_macro, roc_auc, "
+            "log_loss, p50_latency_ms, p95_latency_ms) [enum]"
+        ],
     ),
     "unknown-recipe": (
         ("recipe: gradient-boosting", "recipe: xgboost"),
@@ -43,8 +50,10 @@ CASES = {
     ),
     "unknown-recipe-param": (
         ("max_depth: 2", "max_dept: 2"),
-        [F + "training.params.max_dept: is not a parameter of recipe gradient-boosting (allowed: learning_rate, "
-         "max_depth, n_estimators, seed, subsample) [recipe-params]"],
+        [
+            F + "training.params.max_dept: is not a parameter of recipe gradient-boosting (allowed: learning_rate, "
+            "max_depth, n_estimators, seed, subsample) [recipe-params]"
+        ],
     ),
     "recipe-param-type": (
         ("max_depth: 2", "max_depth: deep"),
@@ -57,8 +66,10 @@ CASES = {
     ),
     "dataset-digest-uppercase": (
         ("75a1d74a", "75A1D74A"),
-        [F + "training.dataset.sha256: '75A1D74A59df9cb0a78ecc0a36085bf8a85239557f178d3b8d758e88b26416e1' is not a "
-         "sha256 digest (64 lowercase hex digits) [pattern]"],
+        [
+            F + "training.dataset.sha256: '75A1D74A59df9cb0a78ecc0a36085bf8a85239557f178d3b8d758e88b26416e1' is not a "
+            "sha256 digest (64 lowercase hex digits) [pattern]"
+        ],
     ),
     "unsupported-strategy": (
         ("strategy: direct", "strategy: shadow"),
@@ -70,8 +81,11 @@ CASES = {
     ),
     "model-not-a-dns-label": (
         ("model: tumor-classifier", "model: Tumor_Classifier"),
-        [F + "model: 'Tumor_Classifier' is not a DNS label (lowercase letters, digits and '-', at most 63, no leading "
-         "or trailing '-') [pattern]"],
+        [
+            F
+            + "model: 'Tumor_Classifier' is not a DNS label (lowercase letters, digits and '-', at most 63, no leading "
+            "or trailing '-') [pattern]"
+        ],
     ),
     "model-differs-from-file": (
         ("model: tumor-classifier", "model: lung-classifier"),
@@ -109,23 +123,42 @@ def test_every_example_pin_is_valid_and_schema_agrees_with_pydantic() -> None:
 @pytest.mark.parametrize(
     ("path", "line"),
     [
-        ("environments/dev/Tumor.yaml", "environments/dev/Tumor.yaml: file stem 'Tumor' is not a DNS label "
-         "(a-z, 0-9, '-') [dns-label]"),
-        ("environments/dev/bad;rm -rf.yaml", "environments/dev/bad;rm -rf.yaml: file stem 'bad;rm -rf' is not a "
-         "DNS label (a-z, 0-9, '-') [dns-label]"),
-        ("environments/dev/tümor.yaml", "environments/dev/tümor.yaml: file stem 'tümor' is not a DNS label "
-         "(a-z, 0-9, '-') [dns-label]"),
+        (
+            "environments/dev/Tumor.yaml",
+            "environments/dev/Tumor.yaml: file stem 'Tumor' is not a DNS label (a-z, 0-9, '-') [dns-label]",
+        ),
+        (
+            "environments/dev/bad;rm -rf.yaml",
+            "environments/dev/bad;rm -rf.yaml: file stem 'bad;rm -rf' is not a DNS label (a-z, 0-9, '-') [dns-label]",
+        ),
+        (
+            "environments/dev/tümor.yaml",
+            "environments/dev/tümor.yaml: file stem 'tümor' is not a DNS label (a-z, 0-9, '-') [dns-label]",
+        ),
         ("environments/dev/..yaml", None),
-        ("environments/qa/x.yaml", "environments/qa/x.yaml: environment 'qa' is not in policy.yaml order "
-         "[environment]"),
+        (
+            "environments/qa/x.yaml",
+            "environments/qa/x.yaml: environment 'qa' is not in policy.yaml order [environment]",
+        ),
         ("environments/dev/x.yml", "environments/dev/x.yml: pin files end in .yaml [extension]"),
-        ("environments/dev/a/b.yaml", "environments/dev/a/b.yaml: pins live directly under environments/<env>/ "
-         "[layout]"),
+        (
+            "environments/dev/a/b.yaml",
+            "environments/dev/a/b.yaml: pins live directly under environments/<env>/ [layout]",
+        ),
         ("environments/dev/README.md", None),
         ("environments/README.md", None),
     ],
-    ids=["uppercase", "shell-metacharacters", "unicode", "dotfile", "unknown-env", "yml", "nested", "readme",
-         "top-readme"],
+    ids=[
+        "uppercase",
+        "shell-metacharacters",
+        "unicode",
+        "dotfile",
+        "unknown-env",
+        "yml",
+        "nested",
+        "readme",
+        "top-readme",
+    ],
 )
 def test_paths_that_cannot_be_pins(path: str, line: str | None) -> None:
     result = classify(path, ["dev", "staging", "production"])
@@ -148,15 +181,21 @@ def test_a_missing_policy_is_a_problem() -> None:
 @pytest.mark.parametrize(
     ("policy", "line"),
     [
-        ("order: [dev, staging]\nenvironments:\n  staging: {requires: production}\n",
-         "environments/policy.yaml: environments.staging.requires must name the environment before it in order "
-         "[value_error]"),
+        (
+            "order: [dev, staging]\nenvironments:\n  staging: {requires: production}\n",
+            "environments/policy.yaml: environments.staging.requires must name the environment before it in order "
+            "[value_error]",
+        ),
         ("order: [dev, dev]\n", "environments/policy.yaml: order lists an environment twice [value_error]"),
-        ("order: [dev]\nenvironments:\n  qa: {}\n", "environments/policy.yaml: environments.qa is not in order "
-         "[value_error]"),
-        ("order: [dev]\nenvironments:\n  dev: {min_soak: soon}\n",
-         "environments/policy.yaml: environments.dev.min_soak: 'soon' is not a duration like 30s, 15m, 1h or 2d "
-         "[pattern]"),
+        (
+            "order: [dev]\nenvironments:\n  qa: {}\n",
+            "environments/policy.yaml: environments.qa is not in order [value_error]",
+        ),
+        (
+            "order: [dev]\nenvironments:\n  dev: {min_soak: soon}\n",
+            "environments/policy.yaml: environments.dev.min_soak: 'soon' is not a duration like 30s, 15m, 1h or 2d "
+            "[pattern]",
+        ),
         ("order: []\n", "environments/policy.yaml: order: [] should be non-empty [minItems]"),
     ],
     ids=["requires-not-previous", "duplicate-env", "env-not-in-order", "bad-duration", "empty-order"],
@@ -173,9 +212,19 @@ def test_spec_digest_covers_model_version_and_training_only() -> None:
     c = parse_pin(PATH, BASE.replace("seed: 7", "seed: 8").encode(), "tumor-classifier")
     assert isinstance(a, ModelPin) and isinstance(b, ModelPin) and isinstance(c, ModelPin)
     assert a.spec_digest() == b.spec_digest() != c.spec_digest()
-    assert a.spec_digest() == "sha256:" + __import__("hashlib").sha256(json.dumps(
-        {"model": a.model, "version": a.version, "training": a.training.model_dump(mode="json")},
-        sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    assert (
+        a.spec_digest()
+        == "sha256:"
+        + __import__("hashlib")
+        .sha256(
+            json.dumps(
+                {"model": a.model, "version": a.version, "training": a.training.model_dump(mode="json")},
+                sort_keys=True,
+                separators=(",", ":"),
+            ).encode()
+        )
+        .hexdigest()
+    )
 
 
 def test_same_version_must_mean_the_same_spec_everywhere() -> None:
@@ -187,8 +236,11 @@ def test_same_version_must_mean_the_same_spec_everywhere() -> None:
     problems = check_versions({"dev": dev, "staging": staging}, ["dev", "staging", "production"])
     assert list(problems) == ["staging"]
     assert problems["staging"].rule == "same-version-same-spec"
-    assert problems["staging"].line().startswith(
-        "environments/staging/tumor-classifier.yaml: training: version 1.1.0 is sha256:")
+    assert (
+        problems["staging"]
+        .line()
+        .startswith("environments/staging/tumor-classifier.yaml: training: version 1.1.0 is sha256:")
+    )
 
 
 def test_reader_memoises_by_path_and_blob() -> None:

@@ -19,18 +19,20 @@ MODEL = "tumor-classifier"
 
 
 def pin(version: str = "1.0.0", estimators: int = 30, model: str = MODEL) -> ModelPin:
-    return ModelPin.model_validate({
-        "apiVersion": "releasectl/v1",
-        "kind": "ModelPin",
-        "model": model,
-        "version": version,
-        "owner": "ml@example.com",
-        "training": {
-            "recipe": "gradient-boosting",
-            "dataset": {"name": "breast-cancer", "sha256": "c" * 64},
-            "params": {"n_estimators": estimators, "seed": 7},
-        },
-    })
+    return ModelPin.model_validate(
+        {
+            "apiVersion": "releasectl/v1",
+            "kind": "ModelPin",
+            "model": model,
+            "version": version,
+            "owner": "ml@example.com",
+            "training": {
+                "recipe": "gradient-boosting",
+                "dataset": {"name": "breast-cancer", "sha256": "c" * 64},
+                "params": {"n_estimators": estimators, "seed": 7},
+            },
+        }
+    )
 
 
 def desired(env: str, p: ModelPin | None, commit: str = C1, problems: tuple[Problem, ...] = ()) -> DesiredPin:
@@ -42,9 +44,18 @@ def live(p: ModelPin, artifact: str = ART_A, since: datetime = NOW - timedelta(d
     return LiveRef(version=p.version, spec_digest=p.spec_digest(), artifact=artifact, since=since)
 
 
-def status(env: str, phase: Phase, p: ModelPin | None, commit: str = C1, *, live_ref: LiveRef | None = None,
-           deployed: tuple[LiveRef, ...] = (), reason: str = "", attempts: int = 0,
-           finished: datetime | None = None) -> ModelStatus:
+def status(
+    env: str,
+    phase: Phase,
+    p: ModelPin | None,
+    commit: str = C1,
+    *,
+    live_ref: LiveRef | None = None,
+    deployed: tuple[LiveRef, ...] = (),
+    reason: str = "",
+    attempts: int = 0,
+    finished: datetime | None = None,
+) -> ModelStatus:
     from controller.models import WorkflowRef
 
     return ModelStatus(
@@ -52,8 +63,9 @@ def status(env: str, phase: Phase, p: ModelPin | None, commit: str = C1, *, live
         environment=env,
         phase=phase,
         reason=reason,
-        desired=DesiredRef(version=p.version if p else "unknown", spec_digest=p.spec_digest() if p else None,
-                           source_commit=commit),
+        desired=DesiredRef(
+            version=p.version if p else "unknown", spec_digest=p.spec_digest() if p else None, source_commit=commit
+        ),
         live=live_ref,
         deployed=list(deployed),
         attempts=attempts,
@@ -61,22 +73,29 @@ def status(env: str, phase: Phase, p: ModelPin | None, commit: str = C1, *, live
     )
 
 
-POLICY = PromotionPolicy.model_validate({
-    "apiVersion": "releasectl/v1",
-    "kind": "PromotionPolicy",
-    "order": ["dev", "staging", "production"],
-    "environments": {"staging": {"requires": "dev"}, "production": {"requires": "staging"}},
-})
-GUARDED = PromotionPolicy.model_validate({
-    "apiVersion": "releasectl/v1",
-    "kind": "PromotionPolicy",
-    "order": ["dev", "staging", "production"],
-    "environments": {
-        "staging": {"requires": "dev", "min_soak": "1h"},
-        "production": {"requires": "staging", "approvals": {"min": 1, "from": ["rui@example.com", "kim@example.com"]}},
-    },
-    "rollback_requires_approval": False,
-})
+POLICY = PromotionPolicy.model_validate(
+    {
+        "apiVersion": "releasectl/v1",
+        "kind": "PromotionPolicy",
+        "order": ["dev", "staging", "production"],
+        "environments": {"staging": {"requires": "dev"}, "production": {"requires": "staging"}},
+    }
+)
+GUARDED = PromotionPolicy.model_validate(
+    {
+        "apiVersion": "releasectl/v1",
+        "kind": "PromotionPolicy",
+        "order": ["dev", "staging", "production"],
+        "environments": {
+            "staging": {"requires": "dev", "min_soak": "1h"},
+            "production": {
+                "requires": "staging",
+                "approvals": {"min": 1, "from": ["rui@example.com", "kim@example.com"]},
+            },
+        },
+        "rollback_requires_approval": False,
+    }
+)
 
 V1, V2, V2_OTHER = pin("1.0.0"), pin("2.0.0", 60), pin("2.0.0", 90)
 BAD = Problem(f"environments/dev/{MODEL}.yaml", "version", "'1.x' does not match", "pattern")
@@ -146,10 +165,19 @@ ROWS = {
     ),
     "blocked-with-the-same-reason-is-not-recorded-again": Row(
         desired=[desired("production", V2, C2)],
-        recorded=[status(
-            "production", Phase.BLOCKED, V2, C2, live_ref=live(V1), deployed=(live(V1),),
-            reason=f"staging has not Deployed spec {V2.spec_digest()[:19]}… (version 2.0.0); promote it there first",
-        )],
+        recorded=[
+            status(
+                "production",
+                Phase.BLOCKED,
+                V2,
+                C2,
+                live_ref=live(V1),
+                deployed=(live(V1),),
+                reason=(
+                    f"staging has not Deployed spec {V2.spec_digest()[:19]}… (version 2.0.0); promote it there first"
+                ),
+            )
+        ],
         waiting=["production"],
     ),
     "blocked-unblocks-once-upstream-deploys": Row(
@@ -164,24 +192,48 @@ ROWS = {
     ),
     "requires-counts-a-spec-deployed-upstream-earlier": Row(
         desired=[desired("dev", pin("3.0.0"), C1), desired("staging", V2, C2)],
-        recorded=[status("dev", Phase.DEPLOYED, pin("3.0.0"), C1, live_ref=live(pin("3.0.0")),
-                         deployed=(live(pin("3.0.0")), live(V2, ART_B)))],
+        recorded=[
+            status(
+                "dev",
+                Phase.DEPLOYED,
+                pin("3.0.0"),
+                C1,
+                live_ref=live(pin("3.0.0")),
+                deployed=(live(pin("3.0.0")), live(V2, ART_B)),
+            )
+        ],
         actions=[("deploy", "staging", "", None)],
         in_sync=["dev"],
     ),
     "min-soak-not-reached-blocks": Row(
         policy=GUARDED,
         desired=[desired("dev", V2, C1), desired("staging", V2, C2)],
-        recorded=[status("dev", Phase.DEPLOYED, V2, C1, live_ref=live(V2, ART_B, NOW - timedelta(minutes=10)),
-                         deployed=(live(V2, ART_B, NOW - timedelta(minutes=10)),))],
+        recorded=[
+            status(
+                "dev",
+                Phase.DEPLOYED,
+                V2,
+                C1,
+                live_ref=live(V2, ART_B, NOW - timedelta(minutes=10)),
+                deployed=(live(V2, ART_B, NOW - timedelta(minutes=10)),),
+            )
+        ],
         actions=[("block", "staging", "min_soak 1h is reached at 2026-11-24T12:50:00Z", None)],
         in_sync=["dev"],
     ),
     "min-soak-reached-deploys": Row(
         policy=GUARDED,
         desired=[desired("dev", V2, C1), desired("staging", V2, C2)],
-        recorded=[status("dev", Phase.DEPLOYED, V2, C1, live_ref=live(V2, ART_B, NOW - timedelta(hours=2)),
-                         deployed=(live(V2, ART_B, NOW - timedelta(hours=2)),))],
+        recorded=[
+            status(
+                "dev",
+                Phase.DEPLOYED,
+                V2,
+                C1,
+                live_ref=live(V2, ART_B, NOW - timedelta(hours=2)),
+                deployed=(live(V2, ART_B, NOW - timedelta(hours=2)),),
+            )
+        ],
         actions=[("deploy", "staging", "", None)],
         in_sync=["dev"],
     ),
@@ -212,22 +264,46 @@ ROWS = {
     ),
     "revert-to-a-spec-deployed-before-is-a-rollback": Row(
         desired=[desired("production", V1, C3)],
-        recorded=[status("production", Phase.DEPLOYED, V2, C2, live_ref=live(V2, ART_B),
-                         deployed=(live(V2, ART_B), live(V1, ART_A)))],
+        recorded=[
+            status(
+                "production",
+                Phase.DEPLOYED,
+                V2,
+                C2,
+                live_ref=live(V2, ART_B),
+                deployed=(live(V2, ART_B), live(V1, ART_A)),
+            )
+        ],
         actions=[("rollback", "production", "production ran this spec before", ART_A)],
     ),
     "rollback-needs-no-approval-nor-upstream": Row(
         policy=GUARDED,
         desired=[desired("production", V1, C3)],
-        recorded=[status("production", Phase.DEPLOYED, V2, C2, live_ref=live(V2, ART_B),
-                         deployed=(live(V2, ART_B), live(V1, ART_A)))],
+        recorded=[
+            status(
+                "production",
+                Phase.DEPLOYED,
+                V2,
+                C2,
+                live_ref=live(V2, ART_B),
+                deployed=(live(V2, ART_B), live(V1, ART_A)),
+            )
+        ],
         actions=[("rollback", "production", "", ART_A)],
     ),
     "rollback-requires-approval-when-the-policy-says-so": Row(
         policy=GUARDED.model_copy(update={"rollback_requires_approval": True}),
         desired=[desired("production", V1, C3)],
-        recorded=[status("production", Phase.DEPLOYED, V2, C2, live_ref=live(V2, ART_B),
-                         deployed=(live(V2, ART_B), live(V1, ART_A)))],
+        recorded=[
+            status(
+                "production",
+                Phase.DEPLOYED,
+                V2,
+                C2,
+                live_ref=live(V2, ART_B),
+                deployed=(live(V2, ART_B), live(V1, ART_A)),
+            )
+        ],
         commits={C3: CommitInfo(C3, "dana@example.com")},
         actions=[("block", "production", "needs 1 approval(s)", None)],
     ),
@@ -293,8 +369,14 @@ ROWS = {
 
 @pytest.mark.parametrize("row", list(ROWS.values()), ids=list(ROWS))
 def test_plan(row: Row) -> None:
-    evidence = Evidence(now=row.now, adopting=row.adopting, commits=row.commits, superseded=row.superseded,
-                        artifacts=row.artifacts, head=C3)
+    evidence = Evidence(
+        now=row.now,
+        adopting=row.adopting,
+        commits=row.commits,
+        superseded=row.superseded,
+        artifacts=row.artifacts,
+        head=C3,
+    )
     result = plan(
         {(d.environment, d.model): d for d in row.desired},
         {(s.environment, s.model): s for s in row.recorded},
@@ -324,7 +406,10 @@ def test_only_candidates_are_considered() -> None:
     assert [(a.kind.value, a.environment) for a in result.actions] == [("block", "staging")]
 
 
-@pytest.mark.parametrize(("attempts", "seconds"), [(1, 30), (2, 60), (3, 120), (7, 1800), (20, 1800)],
-                         ids=["first", "second", "third", "capped", "long-capped"])
+@pytest.mark.parametrize(
+    ("attempts", "seconds"),
+    [(1, 30), (2, 60), (3, 120), (7, 1800), (20, 1800)],
+    ids=["first", "second", "third", "capped", "long-capped"],
+)
 def test_backoff(attempts: int, seconds: int) -> None:
     assert backoff_seconds(attempts) == seconds

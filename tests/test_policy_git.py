@@ -34,16 +34,19 @@ def test_approvals_and_signatures_gate_changes(tmp_path: Path) -> None:
         (seed / "environments/allowed_signers").write_text(signers)
 
     repo = make_release_repo(tmp_path / "repo", edit=guarded)
-    rec = Reconciler(GitRepo.controller_clone(repo.url, tmp_path / "ctl"), ScriptedExecutor(),
-                     lambda a: manifest(a, TARGET))
+    rec = Reconciler(
+        GitRepo.controller_clone(repo.url, tmp_path / "ctl"), ScriptedExecutor(), lambda a: manifest(a, TARGET)
+    )
     assert len(rec.reconcile(full=True).outcomes) == 9  # adoption needs no approvals
     user = repo.clone("user")
 
     def promote(model: str, source: str, target: str) -> object:
         def edit(clone: Clone) -> None:
             up = clone.read_pin(source, model)
-            clone.write_pin(target, model, {**clone.read_pin(target, model), "version": up["version"],
-                                            "training": up["training"]})
+            clone.write_pin(
+                target, model, {**clone.read_pin(target, model), "version": up["version"], "training": up["training"]}
+            )
+
         return edit
 
     # staging requires a signature that verifies against environments/allowed_signers
@@ -52,8 +55,12 @@ def test_approvals_and_signatures_gate_changes(tmp_path: Path) -> None:
     assert blocked.phase is Phase.BLOCKED
     assert "has no signature that verifies against environments/allowed_signers" in blocked.reason
     user.merge_pr("p2", lambda c: c.write("environments/staging/NOTES.md", "signed\n"), "touch", sign_with=key)
-    user.merge_pr("p3", promote("digits-classifier", "dev", "staging"), "signed promotion",  # type: ignore[arg-type]
-                  sign_with=key)
+    user.merge_pr(
+        "p3",
+        promote("digits-classifier", "dev", "staging"),
+        "signed promotion",  # type: ignore[arg-type]
+        sign_with=key,
+    )
     (signed,) = rec.reconcile().outcomes
     assert (signed.action.model, signed.phase) == ("digits-classifier", Phase.DEPLOYED)
 
@@ -61,15 +68,24 @@ def test_approvals_and_signatures_gate_changes(tmp_path: Path) -> None:
     unapproved = user.merge_pr("p4", promote("wine-classifier", "staging", "production"), "no approval")  # type: ignore[arg-type]
     (waiting,) = rec.reconcile().outcomes
     assert waiting.phase is Phase.BLOCKED
-    assert waiting.reason == ("production needs 1 approval(s) from rui@example.com as Approved-by trailers on the "
-                              "merging commit, not counting its author; has 0 (none)")
+    assert waiting.reason == (
+        "production needs 1 approval(s) from rui@example.com as Approved-by trailers on the "
+        "merging commit, not counting its author; has 0 (none)"
+    )
     user.run("checkout", "-q", "main")
     user.pull()
     user.run("revert", "--no-edit", "-m", "1", unapproved)
     user.push()
     assert [o.phase for o in rec.reconcile().outcomes] == [Phase.DEPLOYED]  # back to what it ran: a rollback
-    user.merge_pr("p5", promote("wine-classifier", "staging", "production"), "approved",  # type: ignore[arg-type]
-                  approvers=(f"{REVIEWER[0]} <{REVIEWER[1]}>",))
+    user.merge_pr(
+        "p5",
+        promote("wine-classifier", "staging", "production"),
+        "approved",  # type: ignore[arg-type]
+        approvers=(f"{REVIEWER[0]} <{REVIEWER[1]}>",),
+    )
     (approved,) = rec.reconcile().outcomes
     assert (approved.action.model, approved.action.environment, approved.phase) == (
-        "wine-classifier", "production", Phase.DEPLOYED)
+        "wine-classifier",
+        "production",
+        Phase.DEPLOYED,
+    )

@@ -6,7 +6,6 @@ side exactly and fast; tests/test_e2e.py runs the same story with real training.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,16 +21,30 @@ from tests.support import Behaviour, Clone, ReleaseRepo, ScriptedExecutor, git, 
 from workflows.builders import Target, manifest
 
 TARGET = Target(store_uri="file:///srv/store", data_uri="file:///srv/data", serving_uri="file:///srv/serving")
-TRAILER_KEYS = ["Environment", "Model", "Version", "Phase", "Source-Commit", "Spec-Digest", "Workflow", "Artifact",
-                "Reconciled"]
+TRAILER_KEYS = [
+    "Environment",
+    "Model",
+    "Version",
+    "Phase",
+    "Source-Commit",
+    "Spec-Digest",
+    "Workflow",
+    "Artifact",
+    "Reconciled",
+]
 
 
-def controller(repo: ReleaseRepo, executor: ScriptedExecutor, name: str = "ctl",
-               clock: Callable[[], datetime] | None = None) -> Reconciler:
+def controller(
+    repo: ReleaseRepo, executor: ScriptedExecutor, name: str = "ctl", clock: Callable[[], datetime] | None = None
+) -> Reconciler:
     lines: list[str] = []
-    rec = Reconciler(GitRepo.controller_clone(repo.url, repo.root / name), executor,
-                     lambda action: manifest(action, TARGET), log=lines.append,
-                     **({"clock": clock} if clock else {}))
+    rec = Reconciler(
+        GitRepo.controller_clone(repo.url, repo.root / name),
+        executor,
+        lambda action: manifest(action, TARGET),
+        log=lines.append,
+        **({"clock": clock} if clock else {}),
+    )
     rec.lines = lines  # type: ignore[attr-defined]
     return rec
 
@@ -71,10 +84,14 @@ def test_first_pass_adopts_every_pin_with_one_trailered_commit_each(tmp_path: Pa
     assert sorted(subjects[:-1]) == sorted(
         f"status({env}): {model} {version} Deployed"
         for env, model, version in [
-            ("dev", "digits-classifier", "0.3.0"), ("dev", "tumor-classifier", "1.1.0"),
-            ("dev", "wine-classifier", "2.1.0"), ("staging", "digits-classifier", "0.2.0"),
-            ("staging", "tumor-classifier", "1.0.0"), ("staging", "wine-classifier", "2.1.0"),
-            ("production", "digits-classifier", "0.2.0"), ("production", "tumor-classifier", "1.0.0"),
+            ("dev", "digits-classifier", "0.3.0"),
+            ("dev", "tumor-classifier", "1.1.0"),
+            ("dev", "wine-classifier", "2.1.0"),
+            ("staging", "digits-classifier", "0.2.0"),
+            ("staging", "tumor-classifier", "1.0.0"),
+            ("staging", "wine-classifier", "2.1.0"),
+            ("production", "digits-classifier", "0.2.0"),
+            ("production", "tumor-classifier", "1.0.0"),
             ("production", "wine-classifier", "2.0.0"),
         ]
     )
@@ -131,13 +148,19 @@ def test_promotion_blocked_bump_rejection_and_revert(adopted: tuple[ReleaseRepo,
     # 2. production bump to a version staging has not Deployed: Blocked, reason in body and file
     def bump(clone: Clone) -> None:
         doc = clone.read_pin("dev", "digits-classifier")
-        clone.write_pin("production", "digits-classifier", {**clone.read_pin("production", "digits-classifier"),
-                                                            "version": doc["version"], "training": doc["training"]})
+        clone.write_pin(
+            "production",
+            "digits-classifier",
+            {
+                **clone.read_pin("production", "digits-classifier"),
+                "version": doc["version"],
+                "training": doc["training"],
+            },
+        )
 
     bump_merge = user.merge_pr("bump-digits-prod", bump, "Bump digits in production")
     result = rec.reconcile()
-    assert [(o.action.key, o.phase) for o in result.outcomes] == [
-        (("production", "digits-classifier"), Phase.BLOCKED)]
+    assert [(o.action.key, o.phase) for o in result.outcomes] == [(("production", "digits-classifier"), Phase.BLOCKED)]
     blocked = status_file(repo, "production", "digits-classifier")
     assert blocked["phase"] == "Blocked"
     assert str(blocked["reason"]).startswith("staging has not Deployed spec sha256:")
@@ -160,8 +183,10 @@ def test_promotion_blocked_bump_rejection_and_revert(adopted: tuple[ReleaseRepo,
         ("dev", "digits-classifier"): Phase.DEPLOYED,
     }
     rejected = status_file(repo, "dev", "wine-classifier")
-    assert rejected["reason"] == ("environments/dev/wine-classifier.yaml: version: '2.x' is not a semantic version "
-                                  "(MAJOR.MINOR.PATCH, e.g. 1.4.0) [pattern]")
+    assert rejected["reason"] == (
+        "environments/dev/wine-classifier.yaml: version: '2.x' is not a semantic version "
+        "(MAJOR.MINOR.PATCH, e.g. 1.4.0) [pattern]"
+    )
     assert rejected["live"]["version"] == "2.1.0"  # type: ignore[index]
 
     # 4. git revert of the promotion: the next pass rolls back without training
@@ -172,20 +197,27 @@ def test_promotion_blocked_bump_rejection_and_revert(adopted: tuple[ReleaseRepo,
     result = rec.reconcile()
     (outcome,) = result.outcomes
     assert (outcome.action.key, outcome.phase, outcome.action.kind.value) == (
-        ("staging", "tumor-classifier"), Phase.DEPLOYED, "rollback")
+        ("staging", "tumor-classifier"),
+        Phase.DEPLOYED,
+        "rollback",
+    )
     assert executor.tasks(executor.submitted[-1]) == ["deploy"]
     assert outcome.artifact == old_artifact
     assert trailers(repo, "Releasectl-Source-Commit")[0] == revert
     assert "rolled back to a version this environment ran before, without training" in git(
-        repo.remote, "log", "-1", "--format=%B", "main")
+        repo.remote, "log", "-1", "--format=%B", "main"
+    )
 
     # 5. history shows bump, outcome, revert, outcome in order
     user.run("fetch", "-q")
     rows = queries.history(GitRepo(user.path), "tumor-classifier", "staging", rev="origin/main")
     assert [(r.kind, r.version, r.phase) for r in rows] == [
-        ("change", "1.0.0", ""), ("outcome", "1.0.0", "Deployed"),
-        ("change", "1.1.0", ""), ("outcome", "1.1.0", "Deployed"),
-        ("revert", "1.0.0", ""), ("outcome", "1.0.0", "Deployed"),
+        ("change", "1.0.0", ""),
+        ("outcome", "1.0.0", "Deployed"),
+        ("change", "1.1.0", ""),
+        ("outcome", "1.1.0", "Deployed"),
+        ("revert", "1.0.0", ""),
+        ("outcome", "1.0.0", "Deployed"),
     ]
     assert rows[2].commit == merge and rows[3].source_commit == merge
     assert rows[4].commit == revert and rows[5].source_commit == revert
@@ -219,14 +251,17 @@ def test_superseded_changes_get_their_own_outcome(adopted: tuple[ReleaseRepo, Sc
     user = repo.clone("user")
 
     def version(v: str) -> Callable[[Clone], None]:
-        return lambda c: c.write_pin("dev", "digits-classifier", {**c.read_pin("dev", "digits-classifier"),
-                                                                  "version": v})
+        return lambda c: c.write_pin(
+            "dev", "digits-classifier", {**c.read_pin("dev", "digits-classifier"), "version": v}
+        )
 
     first = user.merge_pr("b1", version("0.5.0"), "0.5.0")
     second = user.merge_pr("b2", version("0.6.0"), "0.6.0")
     result = rec.reconcile()
     assert [(o.action.version, o.phase) for o in result.outcomes] == [
-        ("0.5.0", Phase.SUPERSEDED), ("0.6.0", Phase.DEPLOYED)]
+        ("0.5.0", Phase.SUPERSEDED),
+        ("0.6.0", Phase.DEPLOYED),
+    ]
     assert result.outcomes[0].action.source_commit == first
     assert result.outcomes[0].reason == f"superseded by {second} before it ran"
     assert trailers(repo, "Releasectl-Phase")[:2] == ["Deployed", "Superseded"]
@@ -236,15 +271,19 @@ def test_failed_gates_keep_the_live_version(adopted: tuple[ReleaseRepo, Scripted
     repo, executor, rec = adopted
     user = repo.clone("user")
     executor.behaviour[("dev", "tumor-classifier")] = Behaviour(metrics={"roc_auc": 0.8}, gates_pass=False)
-    user.merge_pr("b", lambda c: c.write_pin("dev", "tumor-classifier", {
-        **c.read_pin("dev", "tumor-classifier"), "version": "1.2.0"}), "bump")
+    user.merge_pr(
+        "b",
+        lambda c: c.write_pin("dev", "tumor-classifier", {**c.read_pin("dev", "tumor-classifier"), "version": "1.2.0"}),
+        "bump",
+    )
     (outcome,) = rec.reconcile().outcomes
     assert outcome.phase is Phase.FAILED
     assert outcome.reason == "gate roc_auc >= 0.9 failed with 0.8"
     status = status_file(repo, "dev", "tumor-classifier")
     assert status["live"]["version"] == "1.1.0"  # type: ignore[index]
-    assert status["gates"] == [{"metric": "roc_auc", "op": ">=", "threshold": 0.9, "value": 0.8, "passed": False,
-                                "kind": "gate"}]
+    assert status["gates"] == [
+        {"metric": "roc_auc", "op": ">=", "threshold": 0.9, "value": 0.8, "passed": False, "kind": "gate"}
+    ]
     assert "  gate roc_auc: 0.8 >= 0.9 FAILED" in git(repo.remote, "log", "-1", "--format=%B", "main")
     assert rec.reconcile().outcomes == []  # Failed waits for the user
 
@@ -252,8 +291,9 @@ def test_failed_gates_keep_the_live_version(adopted: tuple[ReleaseRepo, Scripted
 def test_check_failure_is_failed_and_crash_is_errored_then_retried(tmp_path: Path) -> None:
     repo = make_release_repo(tmp_path)
     executor = ScriptedExecutor()
-    executor.behaviour[("dev", "wine-classifier")] = Behaviour(fail_task="validate-data",
-                                                               fail_message="dataset wine: digest mismatch")
+    executor.behaviour[("dev", "wine-classifier")] = Behaviour(
+        fail_task="validate-data", fail_message="dataset wine: digest mismatch"
+    )
     executor.behaviour[("dev", "digits-classifier")] = Behaviour(crash_task="train")
     now = [datetime(2026, 11, 24, 12, 0, tzinfo=UTC)]
     executor.clock = lambda: now[0]
@@ -331,6 +371,7 @@ def test_a_file_that_cannot_be_a_pin_is_reported_and_the_rest_reconciles(tmp_pat
     result = rec.reconcile(full=True)
     assert len(result.outcomes) == 9
     assert [p.line() for p in result.problems] == [
-        "environments/dev/Bad_Name.yaml: file stem 'Bad_Name' is not a DNS label (a-z, 0-9, '-') [dns-label]"]
+        "environments/dev/Bad_Name.yaml: file stem 'Bad_Name' is not a DNS label (a-z, 0-9, '-') [dns-label]"
+    ]
     assert "error: environments/dev/Bad_Name.yaml: file stem 'Bad_Name'" in rec.lines[0]  # type: ignore[attr-defined]
     assert not any("Bad_Name" in s for s in repo.log("%s"))

@@ -21,12 +21,16 @@ from workflows.builders import Target, build, manifest
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = Path(__file__).parent / "golden"
-TARGET = Target(store_uri="file:///var/lib/releasectl/store", data_uri="file:///var/lib/releasectl/data",
-                serving_uri="file:///var/lib/releasectl/serving")
+TARGET = Target(
+    store_uri="file:///var/lib/releasectl/store",
+    data_uri="file:///var/lib/releasectl/data",
+    serving_uri="file:///var/lib/releasectl/serving",
+)
 SOURCE = "0123456789abcdef0123456789abcdef01234567"
 
 
-PROD = ModelPin.model_validate(load_yaml(b"""
+PROD = ModelPin.model_validate(
+    load_yaml(b"""
 apiVersion: releasectl/v1
 kind: ModelPin
 model: tumor-classifier
@@ -41,14 +45,28 @@ evaluation:
   max_regression: {accuracy: 0.02}
 deployment:
   strategy: canary
-"""))
-LIVE = LiveRef(version="0.9.0", spec_digest="sha256:" + "9" * 64, artifact="sha256:" + "8" * 64,
-               since=datetime(2026, 11, 1, tzinfo=UTC), dataset_sha256="7" * 64)
+""")
+)
+LIVE = LiveRef(
+    version="0.9.0",
+    spec_digest="sha256:" + "9" * 64,
+    artifact="sha256:" + "8" * 64,
+    since=datetime(2026, 11, 1, tzinfo=UTC),
+    dataset_sha256="7" * 64,
+)
 
 
 def _action(kind: ActionKind, **extra: Any) -> Action:
-    return Action(kind=kind, environment="production", model="tumor-classifier", version=PROD.version,
-                  source_commit=SOURCE, spec_digest=PROD.spec_digest(), pin=PROD, **extra)
+    return Action(
+        kind=kind,
+        environment="production",
+        model="tumor-classifier",
+        version=PROD.version,
+        source_commit=SOURCE,
+        spec_digest=PROD.spec_digest(),
+        pin=PROD,
+        **extra,
+    )
 
 
 CASES = {
@@ -96,12 +114,17 @@ def test_task_shapes_per_action_kind() -> None:
 
     passed = "{{tasks.evaluate.outputs.parameters.passed}}"
     assert tasks("deploy-train") == [
-        ("validate-data", None, None), ("train", "validate-data", None), ("evaluate", "train", None),
-        ("deploy", "evaluate", f"{passed} == true"), ("gates-failed", "evaluate", f"{passed} == false"),
+        ("validate-data", None, None),
+        ("train", "validate-data", None),
+        ("evaluate", "train", None),
+        ("deploy", "evaluate", f"{passed} == true"),
+        ("gates-failed", "evaluate", f"{passed} == false"),
     ]
     assert tasks("deploy-existing-artifact") == [
-        ("validate-data", None, None), ("evaluate", "validate-data", None),
-        ("deploy", "evaluate", f"{passed} == true"), ("gates-failed", "evaluate", f"{passed} == false"),
+        ("validate-data", None, None),
+        ("evaluate", "validate-data", None),
+        ("deploy", "evaluate", f"{passed} == true"),
+        ("gates-failed", "evaluate", f"{passed} == false"),
     ]
     assert tasks("rollback") == [("deploy", None, None)]
     assert tasks("remove") == [("undeploy", None, None)]
@@ -118,11 +141,16 @@ def test_steps_run_through_heras_runner_with_the_drift_reference_and_live_artifa
     assert args["evaluate"]["live_artifact"] == "sha256:" + "8" * 64
     assert args["evaluate"]["artifact"] == "{{tasks.train.outputs.parameters.artifact}}"
     assert args["deploy"]["strategy"] == "canary"
-    assert yaml.safe_load(args["deploy"]["canary"]) == {"steps": [10, 50, 100], "max_error_rate": 0.01,
-                                                         "requests_per_step": 200}
-    assert compiled["metadata"]["labels"] == {"releasectl.dev/environment": "production",
-                                              "releasectl.dev/model": "tumor-classifier",
-                                              "releasectl.dev/action": "deploy"}
+    assert yaml.safe_load(args["deploy"]["canary"]) == {
+        "steps": [10, 50, 100],
+        "max_error_rate": 0.01,
+        "requests_per_step": 200,
+    }
+    assert compiled["metadata"]["labels"] == {
+        "releasectl.dev/environment": "production",
+        "releasectl.dev/model": "tumor-classifier",
+        "releasectl.dev/action": "deploy",
+    }
 
 
 def test_record_only_actions_have_no_workflow() -> None:
@@ -134,7 +162,22 @@ def test_building_a_manifest_imports_no_training_library() -> None:
     import subprocess
     import sys
 
-    code = ("import sys; import workflows.builders; "
-            "print(sorted(m for m in ('sklearn', 'skops', 'scipy') if m in sys.modules))")
+    code = (
+        "import sys; import workflows.builders; "
+        "print(sorted(m for m in ('sklearn', 'skops', 'scipy') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, cwd=ROOT)
     assert out.stdout.strip() == "[]"
+
+
+def test_workflow_code_never_submits() -> None:
+    """Builders return Workflows; nothing under workflows/ talks to an Argo Server."""
+    import ast
+
+    for path in sorted((ROOT / "workflows").rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+        names |= {a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom | ast.Import) for a in n.names}
+        calls = {n.func.attr for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)}
+        assert "WorkflowsService" not in names, path
+        assert not {"create", "submit", "create_workflow"} & calls, path

@@ -27,6 +27,7 @@ from controller.contract import (
     EVALUATE,
     GATES_FAILED,
     OUT_ARTIFACT,
+    OUT_GATES,
     OUT_PASSED,
     TRAIN,
     UNDEPLOY,
@@ -196,9 +197,10 @@ def build_deploy(action: Action, target: Target) -> Workflow:
                 name=GATES_FAILED,
                 template=gates_t,
                 when=f"{passed} == false",
-                arguments={"gates": evaluate.get_parameter("gates")},
+                arguments={"gates": evaluate.get_parameter(OUT_GATES)},
             )
-            first >> evaluate >> [deploy, gates]
+            first >> evaluate
+            evaluate >> [deploy, gates]
     return w
 
 

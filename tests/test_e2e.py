@@ -1,0 +1,186 @@
+"""End to end with real parts: git remotes, the LocalExecutor running compiled Argo manifests,
+real scikit-learn training, skops artifacts and the local serving target.
+
+One release repo is adopted once per module (real training of six versions); each test then
+changes a different model, so the tests do not depend on each other's order.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from controller.executors.base import OMITTED, SKIPPED, SUCCEEDED
+from controller.gitrepo import GitRepo
+from controller.models import Phase
+from controller.reconciler import Reconciler
+from controller.runtime import Home, compiler, local_executor
+from tests.support import Clone, ReleaseRepo, git, make_release_repo
+from workflows.serving import Router
+
+pytestmark = pytest.mark.slow
+
+
+class Setup:
+    def __init__(self, root: Path) -> None:
+        self.repo: ReleaseRepo = make_release_repo(root)
+        self.home = Home(root / "home")
+        self.executor: Any = local_executor(self.home)
+        self.lines: list[str] = []
+        self.rec = Reconciler(
+            GitRepo.controller_clone(self.repo.url, root / "ctl"),
+            self.executor,
+            compiler(self.home),
+            log=self.lines.append,
+        )
+        self.first = self.rec.reconcile(full=True)
+        self.user: Clone = self.repo.clone("user")
+
+    def status(self, env: str, model: str) -> dict[str, Any]:
+        return yaml.safe_load(git(self.repo.remote, "show", f"main:status/{env}/{model}.yaml"))
+
+    def tasks(self, name: str) -> dict[str, str]:
+        return {task: node.phase for task, node in self.executor.poll(name).nodes.items()}
+
+    def bump(self, env: str, model: str, **changes: Any) -> str:
+        def edit(clone: Clone) -> None:
+            doc = clone.read_pin(env, model)
+            for key, value in changes.items():
+                if key == "gates":
+                    doc["evaluation"]["gates"] = value
+                else:
+                    doc[key] = value
+            clone.write_pin(env, model, doc)
+
+        return self.user.merge_pr(f"bump-{env}-{model}-{len(self.lines)}", edit, f"bump {model} in {env}")
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
+    s = Setup(tmp_path_factory.mktemp("e2e"))
+    yield s
+    s.executor.close()
+
+
+def test_adoption_trains_each_version_once_with_real_metrics(setup: Setup) -> None:
+    outcomes = setup.first.outcomes
+    assert [o.phase for o in outcomes] == [Phase.DEPLOYED] * 9, [o.reason for o in outcomes]
+    trained = [o for o in outcomes if o.action.trains]
+    assert sorted((o.action.environment, o.action.model) for o in trained) == [
+        ("dev", "digits-classifier"),
+        ("dev", "tumor-classifier"),
+        ("dev", "wine-classifier"),
+        ("production", "wine-classifier"),
+        ("staging", "digits-classifier"),
+        ("staging", "tumor-classifier"),
+    ]
+    for outcome in outcomes:
+        assert set(outcome.metrics) >= {"accuracy", "roc_auc", "f1_macro", "p95_latency_ms"}
+        assert 0.85 <= outcome.metrics["accuracy"] <= 1.0
+        assert all(g.passed for g in outcome.gates) and outcome.gates
+    staging, production = setup.status("staging", "tumor-classifier"), setup.status("production", "tumor-classifier")
+    assert staging["live"]["artifact"] == production["live"]["artifact"]
+    store = setup.home.store / "sha256" / (staging["live"]["artifact"].removeprefix("sha256:") + ".skops")
+    assert store.is_file() and store.read_bytes()[:2] == b"PK"  # a skops zip, not a pickle
+    # the production canary went 10% -> 50% -> 100% before going live
+    report = next(o for o in outcomes if o.action.key == ("production", "tumor-classifier")).details["deploy"]
+    assert report["strategy"] == "canary" and [s["weight"] for s in report["steps"]] == [10, 50, 100]
+
+
+def test_a_failing_gate_is_failed_and_the_previous_version_keeps_serving(setup: Setup) -> None:
+    before = setup.status("dev", "tumor-classifier")["live"]
+    setup.bump("dev", "tumor-classifier", version="1.2.0", gates={"roc_auc": ">= 0.9999", "accuracy": ">= 0.5"})
+    (outcome,) = setup.rec.reconcile().outcomes
+    assert outcome.phase is Phase.FAILED
+    value = outcome.metrics["roc_auc"]
+    assert outcome.reason == f"gate roc_auc >= 0.9999 failed with {value:.4g}"
+    status = setup.status("dev", "tumor-classifier")
+    assert status["phase"] == "Failed" and status["live"] == before
+    body = git(setup.repo.remote, "log", "-1", "--format=%B", "main")
+    assert f"  gate roc_auc: {value:.4g} >= 0.9999 FAILED" in body
+    assert "  gate accuracy:" in body and "passed" in body
+    assert setup.tasks(outcome.workflow.name) == {  # type: ignore[union-attr]
+        "validate-data": SUCCEEDED,
+        "train": SUCCEEDED,
+        "evaluate": SUCCEEDED,
+        "deploy": SKIPPED,
+        "gates-failed": "Failed",
+    }
+    router = Router(setup.home.serving, setup.home.store, "dev", seed=1)
+    predictions, slot = router.predict("tumor-classifier", [[0.0] * 30])
+    assert slot.version == "1.1.0" and predictions in ([0], [1])
+
+
+def test_a_tampered_dataset_fails_validation_before_training(setup: Setup) -> None:
+    pin = setup.user.read_pin("dev", "wine-classifier")
+    snapshot = setup.home.data / "wine" / f"{pin['training']['dataset']['sha256']}.csv"
+    original = snapshot.read_bytes()
+    snapshot.write_bytes(original.replace(b"\n1", b"\n2", 1))
+    try:
+        setup.bump("dev", "wine-classifier", version="2.2.0")
+        (outcome,) = setup.rec.reconcile().outcomes
+    finally:
+        snapshot.write_bytes(original)
+    assert outcome.phase is Phase.FAILED
+    assert outcome.reason.startswith("validate-data: dataset wine: snapshot file sha256 ")
+    assert "does not match the pin's cd80158fad3d" in outcome.reason
+    assert setup.tasks(outcome.workflow.name) == {  # type: ignore[union-attr]
+        "validate-data": "Failed",
+        "train": OMITTED,
+        "evaluate": OMITTED,
+        "deploy": OMITTED,
+        "gates-failed": OMITTED,
+    }
+    assert setup.status("dev", "wine-classifier")["live"]["version"] == "2.1.0"
+
+
+def test_revert_rolls_back_without_training(setup: Setup) -> None:
+    old = setup.status("staging", "digits-classifier")["live"]
+    merge = setup.bump(
+        "staging",
+        "digits-classifier",
+        version="0.3.0",
+        training=setup.user.read_pin("dev", "digits-classifier")["training"],
+    )
+    (promoted,) = setup.rec.reconcile().outcomes
+    assert promoted.phase is Phase.DEPLOYED and not promoted.action.trains
+    assert set(setup.tasks(promoted.workflow.name)) == {  # type: ignore[union-attr]
+        "validate-data",
+        "evaluate",
+        "deploy",
+        "gates-failed",
+    }
+    setup.user.pull()
+    setup.user.run("revert", "--no-edit", "-m", "1", merge)
+    setup.user.push()
+    (rolled,) = setup.rec.reconcile().outcomes
+    assert (rolled.phase, rolled.action.kind.value, rolled.artifact) == (Phase.DEPLOYED, "rollback", old["artifact"])
+    assert setup.tasks(rolled.workflow.name) == {"deploy": SUCCEEDED}  # type: ignore[union-attr]
+    state = json.loads((setup.home.serving / "staging" / "digits-classifier.json").read_text())
+    assert state["live"]["version"] == "0.2.0" and state["live"]["artifact"] == old["artifact"]
+
+
+def test_demo_runs_the_whole_story(tmp_path: Path) -> None:
+    from controller.demo import run_demo
+
+    lines: list[str] = []
+    assert run_demo(workdir=str(tmp_path / "demo"), out=lines.append) == 0
+    text = "\n".join(lines)
+    header = next(i for i, line in enumerate(lines) if line.startswith("MODEL") and "ACCURACY" in line)
+    rows = [line.split() for line in lines[header].splitlines()[1:]]
+    assert len(rows) == 9  # a metrics row for every model and environment
+    assert {(r[0], r[1]) for r in rows} == {
+        (m, e)
+        for m in ("tumor-classifier", "wine-classifier", "digits-classifier")
+        for e in ("dev", "staging", "production")
+    }
+    for row in rows:
+        assert row[3] == "Deployed" and 0.85 <= float(row[4]) <= 1.0 and 0.9 <= float(row[5]) <= 1.0
+    assert "production/digits-classifier Blocked: staging has not Deployed spec" in text
+    assert "staging/tumor-classifier 1.0.0 Deployed (rollback, no training;" in text
+    assert '"model_version": "1.0.0"' in text
