@@ -124,6 +124,8 @@ def _message(error: ValidationError) -> str:
     if error.validator == "additionalProperties":
         allowed = ", ".join(sorted(error.schema.get("properties", {})))
         return f"is not allowed here (allowed: {allowed})"
+    if error.validator == "type" and error.validator_value == "string" and isinstance(error.instance, int | float):
+        return f"{error.instance!r} was read as a number, not text: quote it in the YAML"
     if error.validator == "pattern":
         meaning = PATTERNS.get(str(error.validator_value), f"does not match {error.validator_value!r}")
         return f"{error.instance!r} {meaning}"

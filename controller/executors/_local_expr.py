@@ -1,8 +1,8 @@
 """Small, safe expression languages of Argo that the local executor evaluates (never eval).
 
 Place in the flow: step 4 of a pass, inside LocalExecutor. _local_manifest.py parses a task's
-`depends` and a template's `retryStrategy.expression` at submit time; _local_run.py renders
-`{{...}}` tags and evaluates a task's `when` after substitution, just before the task would run.
+`depends` and a template's `retryStrategy.expression` at submit time; _local_run.py evaluates a
+task's `when` once its `{{...}}` tags are substituted (_local_tags.py), just before it would run.
 
 Three dialects share one tokenizer, parser and evaluator:
 
@@ -426,31 +426,3 @@ def evaluate_bool(node: Node, env: Mapping[str, Value], what: str) -> bool:
 def evaluate_when(text: str) -> bool:
     """Evaluate an already substituted `when` expression as Argo's govaluate would."""
     return evaluate_bool(parse(text, "when"), {}, "'when'")
-
-
-# ---------------------------------------------------------------- {{...}} tags
-
-_TAG = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
-
-
-def tags(text: str) -> list[str]:
-    """The names inside the `{{...}}` tags of a string, trimmed as Argo trims them."""
-    return [m.group(1).strip() for m in _TAG.finditer(text)]
-
-
-class MissingTag(KeyError):
-    def __init__(self, tag: str) -> None:
-        super().__init__(tag)
-        self.tag = tag
-
-
-def render(text: str, values: Mapping[str, str]) -> str:
-    """Substitute every `{{name}}`; MissingTag for the first name without a value."""
-
-    def one(m: re.Match[str]) -> str:
-        name = m.group(1).strip()
-        if name not in values:
-            raise MissingTag(name)
-        return values[name]
-
-    return _TAG.sub(one, text)

@@ -18,6 +18,7 @@ from typing import Any
 
 from controller.errors import PermanentError
 from controller.executors import _local_expr as ex
+from controller.executors import _local_tags as tg
 
 # Per object kind: the fields the local executor uses, and those it accepts and ignores.
 SUPPORTED: dict[str, frozenset[str]] = {
@@ -231,7 +232,7 @@ def _params(value: Any, path: str, kind: str) -> list[tuple[str, dict[str, Any]]
 
 def _check_tags(text: str, path: str, allowed: Mapping[str, str]) -> None:
     """Every `{{...}}` must name something the local executor can resolve (allowed: name -> why not)."""
-    for tag in ex.tags(text):
+    for tag in tg.tags(text):
         if tag.startswith("="):
             raise _fail(path, f"{{{{{tag}}}}}: expression tags are not supported by the local executor")
         if tag not in allowed:

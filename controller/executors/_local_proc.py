@@ -214,7 +214,12 @@ class WarmClient:
 
     def _read(self, proc: subprocess.Popen[bytes], out: IO[bytes]) -> None:
         for line in out:
-            msg = json.loads(line)
+            try:
+                msg = json.loads(line)
+            except ValueError:
+                continue  # not ours: the worker writes the protocol only, but never die on noise
+            if not isinstance(msg, dict) or "id" not in msg or "event" not in msg:
+                continue
             with self._lock:
                 handle = self._pending.get(msg["id"])
                 if msg["event"] == "started":

@@ -22,11 +22,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from controller.executors import _local_expr as ex
+from controller.executors import _local_tags as tg
 from controller.executors._local_dag import assess
 from controller.executors._local_manifest import Plan, Retry, Task
 from controller.executors._local_proc import StepProcess, WarmClient
 from controller.executors._local_state import OwnerLock, run_to_dict, write_json
-from controller.executors._local_step import Attempt, Prepared, Runtime, prepare, run_attempt
+from controller.executors._local_step import KILL_GRACE_S, Attempt, Prepared, Runtime, prepare, run_attempt
 from controller.executors.base import (
     ERROR,
     FAILED,
@@ -168,9 +169,10 @@ class Run:
     # ---------------------------------------------------------------- internals
 
     def _force_kill(self, procs: list[StepProcess]) -> None:
-        time.sleep(2.0)
+        time.sleep(KILL_GRACE_S)
         for proc in procs:
-            proc.kill(signal.SIGKILL)
+            if proc.wait(0) is None:  # still running after SIGTERM and the grace period
+                proc.kill(signal.SIGKILL)
 
     def _register(self, task: str, proc: StepProcess | None) -> None:
         with self._lock:
@@ -297,9 +299,9 @@ class Run:
                 return False
         scope = self._scope(task)
         try:
-            args = {k: ex.render(v, scope) for k, v in task.arguments}
-            when = ex.render(task.when, scope) if task.when is not None else None
-        except ex.MissingTag as missing:
+            args = {k: tg.render(v, scope) for k, v in task.arguments}
+            when = tg.render(task.when, scope) if task.when is not None else None
+        except tg.MissingTag as missing:
             tag = missing.tag
             why = ""
             if tag.startswith("tasks."):
@@ -319,14 +321,14 @@ class Run:
         inputs: dict[str, str] = {}
         for p in task.template.inputs:
             value = args.get(p.name, p.value if p.value is not None else p.default)
-            value = ex.render(value or "", workflow)
+            value = tg.render(value or "", workflow)
             if p.enum is not None and value not in p.enum:
                 self._settle(task.name, ERROR, f"inputs.parameters.{p.name}: {value!r} is not one of {list(p.enum)}")
                 return False
             inputs[p.name] = value
         try:
             prep = prepare(task.template, inputs, workflow, self._rt)
-        except ex.MissingTag as missing:
+        except tg.MissingTag as missing:
             self._settle(task.name, ERROR, f"unable to resolve {{{{{missing.tag}}}}} in task {task.name!r}")
             return False
         threading.Thread(target=self._run_task, args=(task, prep), name=f"task-{task.name}", daemon=True).start()

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from controller.executors import _local_expr as ex
+from controller.executors import _local_tags as tg
 from controller.executors._local_manifest import HERA_OUTPUTS_ENV, StepTemplate
 from controller.executors._local_proc import (
     ColdProcess,
@@ -101,17 +101,17 @@ def prepare(tmpl: StepTemplate, inputs: Mapping[str, str], workflow: Mapping[str
     inputs_json = go_json(listed)
     values = dict(workflow) | {f"inputs.parameters.{k}": v for k, v in inputs.items()}
     values["inputs.parameters"] = inputs_json
-    command = [ex.render(a, values) for a in tmpl.command]
+    command = [tg.render(a, values) for a in tmpl.command]
     if command[0] in ("python", "python3"):
         command[0] = rt.python
     env = dict(rt.base_env)
     for name, value in tmpl.env:
-        rendered = ex.render(value, values)
+        rendered = tg.render(value, values)
         if name == "PYTHONPATH":
             rendered = f"{rendered}:{rt.base_env['PYTHONPATH']}"
         env[name] = rendered
-    source = ex.render(tmpl.source, values) if tmpl.source is not None else None
-    return Prepared(tmpl, command + [ex.render(a, values) for a in tmpl.args], env, source, inputs_json)
+    source = tg.render(tmpl.source, values) if tmpl.source is not None else None
+    return Prepared(tmpl, command + [tg.render(a, values) for a in tmpl.args], env, source, inputs_json)
 
 
 def _tail(path: Path, limit: int) -> str:
