@@ -109,3 +109,8 @@ def boom_on_error() -> None:
 def check_not_retried(reason: str) -> None:
     print(f"releasectl-check-failed: {reason}", file=sys.stderr)
     sys.exit(2)
+
+
+@script()  # Hera's default inline constructor: the function body becomes the template's source
+def inline_add(a: int, b: int) -> None:
+    print(a + b)

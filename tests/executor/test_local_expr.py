@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 
 from controller.executors import _local_expr as ex
+from controller.executors import _local_tags as tg
 
 
 @pytest.mark.parametrize(
@@ -96,8 +97,8 @@ def test_retry_expression() -> None:
 
 
 def test_tags_and_render() -> None:
-    assert ex.tags("a {{ workflow.name }} {{inputs.parameters.x}}") == ["workflow.name", "inputs.parameters.x"]
-    assert ex.render("{{ a }}-{{b}}", {"a": "1", "b": "{{a}}"}) == "1-{{a}}"  # no second pass
-    with pytest.raises(ex.MissingTag) as caught:
-        ex.render("{{nope}}", {})
+    assert tg.tags("a {{ workflow.name }} {{inputs.parameters.x}}") == ["workflow.name", "inputs.parameters.x"]
+    assert tg.render("{{ a }}-{{b}}", {"a": "1", "b": "{{a}}"}) == "1-{{a}}"  # no second pass
+    with pytest.raises(tg.MissingTag) as caught:
+        tg.render("{{nope}}", {})
     assert caught.value.tag == "nope"

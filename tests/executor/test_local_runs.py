@@ -10,7 +10,9 @@ import itertools
 import json
 import os
 import re
+import sys
 from pathlib import Path
+from typing import Any
 
 from hera.workflows import DAG, Container, Parameter, Workflow
 
@@ -295,3 +297,20 @@ def test_a_dying_warm_worker_is_an_error_then_restarted(warm_executor: LocalExec
         "the warm worker died while the step ran; the step was killed",
     )
     assert warm_executor.warm_pid not in (None, before)
+
+
+def test_an_inline_hera_script_runs_as_a_plain_python_file(cold_executor: LocalExecutor) -> None:
+    with Workflow(name="inline-script", entrypoint="main") as wf, DAG(name="main"):
+        s.inline_add(name="x", arguments={"a": "2", "b": "40"})
+    m = compiled(wf)
+    assert "{{inputs.parameters.a}}" in template_source(m, "inline-add")
+    r = cold_executor.wait(cold_executor.submit(m), 60)
+    assert r.phase == "Succeeded", r
+    stepdir = cold_executor.home / "runs" / "inline-script" / "steps" / "x-1"
+    assert "{{" not in (stepdir / "script").read_text()  # substituted before it was written
+    assert (stepdir / "stdout").read_text() == "42\n"
+    assert json.loads((stepdir / "step.json").read_text())["argv"] == [sys.executable, str(stepdir / "script")]
+
+
+def template_source(m: dict[str, Any], name: str) -> str:
+    return str(next(t for t in m["spec"]["templates"] if t["name"] == name)["script"]["source"])
