@@ -130,6 +130,7 @@ class Run:
         self._abort = threading.Event()
         self._abort_reason = ""
         self._abandoned = False
+        self._finishing = False  # every task settled: a stop() now has nothing left to stop
         self.done = threading.Event()
         self._rt = Runtime(
             python=launcher.python,
@@ -157,7 +158,7 @@ class Run:
     def stop(self, reason: str, *, abandon: bool = False) -> None:
         """Kill the run's steps; the run ends Failed with `reason` (or, abandoned, stays as last written)."""
         with self._lock:
-            if self.done.is_set() or self._abort.is_set():
+            if self._finishing or self._abort.is_set():
                 return
             self._abort_reason, self._abandoned = reason, abandon
             self._abort.set()
@@ -258,6 +259,8 @@ class Run:
                 running.discard(self._events.get(timeout=timeout))
             except queue.Empty:
                 self.stop(f"workflow exceeded activeDeadlineSeconds ({self.plan.deadline_s:g}s)")
+        with self._lock:
+            self._finishing = True
         if self._abandoned:
             return
         for name in pending:

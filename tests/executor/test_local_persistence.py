@@ -16,6 +16,7 @@ from hera.workflows import DAG, Container, Parameter, Workflow
 from controller.errors import TransientError
 from controller.executors._local_manifest import manifest_digest
 from controller.executors._local_state import OwnerLock
+from controller.executors.base import Executor
 from controller.executors.local import LocalExecutor, ManifestConflict, UnknownRun
 from tests.executor.conftest import compiled
 
@@ -154,6 +155,8 @@ def test_close_abandons_a_run_that_the_next_executor_restarts(tmp_path: Path) ->
     assert runs(counter) == 2
 
 
-def test_poll_of_an_unknown_run(tmp_path: Path) -> None:
-    with LocalExecutor(tmp_path, warm=False) as ex, pytest.raises(UnknownRun, match="no run named 'nope'"):
-        ex.poll("nope")
+def test_poll_of_an_unknown_run_and_the_protocol(tmp_path: Path) -> None:
+    with LocalExecutor(tmp_path, warm=False) as ex:
+        assert isinstance(ex, Executor) and ex.name == "local"
+        with pytest.raises(UnknownRun, match="no run named 'nope'"):
+            ex.poll("nope")
