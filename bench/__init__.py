@@ -1,0 +1,1 @@
+"""Benchmarks of the controller against raw git plumbing (`make bench`)."""
