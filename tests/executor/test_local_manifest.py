@@ -194,8 +194,7 @@ def test_unsupported_manifests_are_refused_with_the_path(tmp_path: Path, edit: E
     m = base()
     assert index(m, "add") == ADD
     edit(m)
-    if "unknown field" not in message and "comand" not in message:
-        assert all("is not of type" not in e for e in schema_errors(m)), "the case itself must be valid Argo"
+    assert schema_errors(m) == []  # valid for Argo (its published schema is permissive): the refusal is ours
     with LocalExecutor(tmp_path / "home", warm=False) as ex:
         with pytest.raises(UnsupportedManifest) as caught:
             ex.submit(m)
