@@ -318,6 +318,8 @@ class Action(_Frozen):
     def workflow_name(self) -> str:
         """Deterministic, so that a resubmission after a crash attaches to the run that exists."""
         seed = f"{self.kind}:{self.spec_digest or ''}:{self.source_commit}"
+        if self.attempts:  # a retry after Errored is a new run; the Errored one stays as it ended
+            seed += f":retry-{self.attempts}"
         short = hashlib.sha256(seed.encode()).hexdigest()[:10]
         name = f"rc-{self.environment}-{self.model}-{short}"
         if len(name) > 63:  # a label value and a pod-name prefix must stay within 63 characters

@@ -306,11 +306,14 @@ def test_check_failure_is_failed_and_crash_is_errored_then_retried(tmp_path: Pat
     assert status_file(repo, "dev", "digits-classifier")["attempts"] == 1
 
     executor.behaviour.pop(("dev", "digits-classifier"))
-    executor.runs.clear()
+    errored = outcomes[("dev", "digits-classifier")].workflow
     assert rec.reconcile(full=True).outcomes == []  # backing off (30 s)
     now[0] += timedelta(seconds=31)
     retried = rec.reconcile(full=True).outcomes
     assert [(o.action.key, o.phase) for o in retried] == [(("dev", "digits-classifier"), Phase.DEPLOYED)]
+    assert errored is not None and retried[0].workflow is not None
+    assert retried[0].workflow.name != errored.name  # a retry is a new run; the Errored one stays as it ended
+    assert executor.runs[errored.name].phase == "Failed"
 
 
 def test_deleting_a_pin_removes_the_model(adopted: tuple[ReleaseRepo, ScriptedExecutor, Reconciler]) -> None:
