@@ -1,0 +1,6 @@
+"""The git adapter: the only package that uses gitpython (see repo.py)."""
+
+from controller.gitrepo._common import CONTROLLER, ZERO, Identity, PendingCommit
+from controller.gitrepo.repo import GitRepo
+
+__all__ = ["CONTROLLER", "ZERO", "GitRepo", "Identity", "PendingCommit"]

@@ -1,0 +1,212 @@
+"""The git adapter: the only package that uses gitpython. Reading, and the class that joins it all.
+
+Place in the flow: the first and the last step of a pass. It fetches the release repo, reads
+files from a commit's tree (never a working tree), lists what changed in a range of first-parent
+commits with ONE `git log --raw -z` per range, and writes status commits with plumbing (a
+temporary index, `commit-tree`) and pushes them; a rejected push is fetched, replayed on the new
+head and retried with backoff. It never force-pushes and never writes under environments/.
+Blobs and commits are read through gitpython's long-lived `cat-file --batch` object database.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import git
+from git.exc import GitCommandError, InvalidGitRepositoryError, NoSuchPathError
+
+from controller.errors import GitError, UsageError
+from controller.gitrepo._common import parse_log, stderr_of
+from controller.gitrepo._worktree import WorktreeMixin
+from controller.gitrepo._write import WritingMixin
+from controller.history import CommitRecord
+from controller.pins import ENV_ROOT, STATUS_ROOT
+from controller.planner import CommitInfo
+from controller.trail import all_trailers
+
+
+class GitRepo(WritingMixin, WorktreeMixin):
+    """A repository, opened once and kept: its object database keeps `cat-file --batch` warm."""
+
+    def __init__(self, path: str | Path, *, branch: str = "main") -> None:
+        try:
+            self.repo = git.Repo(path)
+        except (InvalidGitRepositoryError, NoSuchPathError) as exc:
+            raise UsageError(f"{path}: not a git repository") from exc
+        self.path = Path(path)
+        self.branch = branch
+        self.git: Any = self.repo.git
+
+    # -- setting up -------------------------------------------------------------------------------
+
+    @classmethod
+    def controller_clone(cls, url: str, workdir: str | Path, branch: str = "main") -> GitRepo:
+        """A bare clone the controller owns; reused when it exists (same remote)."""
+        workdir = Path(workdir)
+        if not (workdir / "HEAD").exists():
+            workdir.mkdir(parents=True, exist_ok=True)
+            git.Repo.init(workdir, bare=True)
+            git.Repo(workdir).git.remote("add", "origin", url)
+        repo = cls(workdir, branch=branch)
+        current = repo.git.remote("get-url", "origin")
+        if current != url:
+            raise UsageError(f"{workdir}: already a clone of {current}, not {url}; use another --workdir")
+        repo.fetch()
+        return repo
+
+    def close(self) -> None:
+        self.repo.close()
+
+    # -- reading ----------------------------------------------------------------------------------
+
+    def fetch(self) -> str:
+        """Fetch the branch into its tracking ref; returns the remote head."""
+        try:
+            self.git.fetch("--quiet", "--no-tags", "origin", f"+refs/heads/{self.branch}:{self.tracking}")
+        except GitCommandError as exc:
+            raise GitError(f"fetch from origin failed: {stderr_of(exc)}") from exc
+        return self.rev(self.tracking)
+
+    def remote_head(self) -> str:
+        """The remote branch's sha without fetching anything (`git ls-remote`)."""
+        try:
+            out = self.git.ls_remote("origin", f"refs/heads/{self.branch}")
+        except GitCommandError as exc:
+            raise GitError(f"ls-remote origin failed: {stderr_of(exc)}") from exc
+        return str(out).split("\t", 1)[0] if out else ""
+
+    def local_head(self) -> str:
+        """The tracking ref read in-process (no subprocess)."""
+        try:
+            return str(self.repo.refs[f"origin/{self.branch}"].commit.hexsha)
+        except (IndexError, ValueError):
+            return ""
+
+    def rev(self, rev: str) -> str:
+        try:
+            return str(self.git.rev_parse("--verify", "--quiet", f"{rev}^{{commit}}"))
+        except GitCommandError as exc:
+            raise UsageError(f"{rev!r} is not a commit in {self.path}") from exc
+
+    def ls_tree(self, rev: str, roots: Sequence[str] = (ENV_ROOT, STATUS_ROOT)) -> dict[str, str]:
+        """path -> blob sha of every file under `roots` at `rev`."""
+        out = self.git.ls_tree("-r", "-z", "--full-tree", rev, "--", *[r.rstrip("/") for r in roots])
+        files: dict[str, str] = {}
+        for entry in str(out).split("\0"):
+            if not entry:
+                continue
+            meta, _, path = entry.partition("\t")
+            _mode, kind, sha = meta.split(" ")
+            if kind == "blob":
+                files[path] = sha
+        return files
+
+    def read_blob(self, sha: str) -> bytes:
+        data: bytes = self.repo.odb.stream(bytes.fromhex(sha)).read()
+        return data
+
+    def read_file(self, rev: str, path: str) -> bytes | None:
+        files = self.ls_tree(rev, (path,))
+        return self.read_blob(files[path]) if path in files else None
+
+    def commit_message(self, sha: str) -> tuple[str, str]:
+        """(author email, full message) of a commit, read from the object database."""
+        raw = self.read_commit_object(sha)
+        header, _, body = raw.partition("\n\n")
+        author = ""
+        for line in header.splitlines():
+            if line.startswith("author "):
+                author = line[len("author ") :].split("<", 1)[-1].split(">", 1)[0]
+                break
+        return author, body
+
+    def commit_info(self, sha: str, allowed_signers: bytes | None = None) -> CommitInfo:
+        """Author, `Approved-by:` trailers and (given allowed signers) signature of a commit that set a pin."""
+        author, body = self.commit_message(sha)
+        verified = self.verify_commit(sha, allowed_signers) if allowed_signers else False
+        return CommitInfo(
+            sha=sha,
+            author_email=author,
+            approvers=tuple(all_trailers(body, "Approved-by")),
+            signature_verified=verified,
+        )
+
+    def verify_commit(self, sha: str, allowed_signers: bytes) -> bool:
+        """`git verify-commit` against an ssh allowed-signers file (the repo's environments/allowed_signers)."""
+        with tempfile.TemporaryDirectory(prefix="releasectl-signers-") as tmp:
+            path = os.path.join(tmp, "allowed_signers")
+            with open(path, "wb") as handle:
+                handle.write(allowed_signers)
+            try:
+                self.git.execute(
+                    ["git", "-c", "gpg.format=ssh", "-c", f"gpg.ssh.allowedSignersFile={path}", "verify-commit", sha]
+                )
+            except GitCommandError:
+                return False
+        return True
+
+    def read_commit_object(self, sha: str) -> str:
+        return bytes(self.repo.odb.stream(bytes.fromhex(sha)).read()).decode("utf-8", "replace")
+
+    def log(
+        self,
+        rev: str,
+        paths: Sequence[str] = (ENV_ROOT, STATUS_ROOT),
+        since: str | None = None,
+        *,
+        reverse: bool = True,
+        first_parent: bool = True,
+        max_count: int | None = None,
+    ) -> list[CommitRecord]:
+        """First-parent commits in since..rev that touch `paths`, with their changed files.
+
+        ONE `git log --raw -z` for the whole range: never a subprocess per commit.
+        """
+        args = [
+            "--no-renames",
+            "--raw",
+            "-z",
+            "--no-abbrev",
+            "--format=%x01%H%x00%P%x00%ae%x00%cI%x00%B%x00",
+        ]
+        if first_parent:
+            args[:0] = ["--first-parent", "--diff-merges=first-parent"]
+        if reverse:
+            args.append("--reverse")
+        if max_count is not None:
+            args.append(f"--max-count={max_count}")
+        args.append(f"{since}..{rev}" if since else rev)
+        try:
+            out = self.git.log(*args, "--", *[p.rstrip("/") for p in paths])
+        except GitCommandError as exc:
+            raise GitError(f"git log {rev} failed: {stderr_of(exc)}") from exc
+        return list(parse_log(str(out)))
+
+    def last_changes(self, rev: str, paths: Iterable[str]) -> dict[str, str]:
+        """path -> the first-parent commit that last changed it at `rev` (one walk for all paths)."""
+        wanted = set(paths)
+        found: dict[str, str] = {}
+        if not wanted:
+            return found
+        for record in self.log(rev, sorted({p.rsplit("/", 1)[0] + "/" for p in wanted}), reverse=False):
+            for change in record.changes:
+                if change.path in wanted and change.path not in found:
+                    found[change.path] = record.sha
+            if len(found) == len(wanted):
+                break
+        return found
+
+    def changed_paths(self, base: str, rev: str) -> list[str]:
+        out = self.git.diff("--name-only", "-z", "--no-renames", base, rev, "--", ENV_ROOT.rstrip("/"))
+        return [p for p in str(out).split("\0") if p]
+
+    def is_ancestor(self, ancestor: str, rev: str) -> bool:
+        try:
+            self.git.merge_base("--is-ancestor", ancestor, rev)
+            return True
+        except GitCommandError:
+            return False
