@@ -184,3 +184,33 @@ def test_demo_runs_the_whole_story(tmp_path: Path) -> None:
     assert "production/digits-classifier Blocked: staging has not Deployed spec" in text
     assert "staging/tumor-classifier 1.0.0 Deployed (rollback, no training;" in text
     assert '"model_version": "1.0.0"' in text
+
+
+def test_reconcile_once_from_the_command_line(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    repo = make_release_repo(tmp_path)
+    command = [
+        sys.executable,
+        "-m",
+        "controller",
+        "reconcile",
+        "--repo",
+        repo.url,
+        "--once",
+        "--home",
+        str(tmp_path / "home"),
+        "--format",
+        "json",
+    ]
+    first = subprocess.run(command, capture_output=True, text=True, check=False)
+    assert first.returncode == 0, first.stderr
+    result = json.loads(first.stdout)
+    assert [o["phase"] for o in result["outcomes"]] == ["Deployed"] * 9
+    assert result["published"] == git(repo.remote, "rev-parse", "main")
+    assert "recorded 9 outcome(s); pushed" in first.stderr
+    second = subprocess.run(command[:-2], capture_output=True, text=True, check=False)
+    assert (second.returncode, second.stdout) == (0, "")
+    assert second.stderr.endswith(": every pin is in sync\n")
+    assert git(repo.remote, "rev-parse", "main") == result["published"]
