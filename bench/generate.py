@@ -13,10 +13,18 @@ over years, in the real formats, so that the controller parses it for real.
 - First-parent history of main: the initial release set, the controller's adoption (one status
   commit per pin), then `merges` merge commits, each merging a side commit that bumps 1-3 pins
   (a new patch version in dev, or a promotion dev -> staging -> production), with an
-  `Approved-by:` trailer. Every `status_every`-th first-parent slot is a status round: 1-3 status
+  `Approved-by:` trailer. After every `status_every - 1` merges comes a status round: 1-3 status
   commits by the controller's identity, one file each exactly as the reconciler writes them
-  (controller.trail.next_status / render_status / message, with every `Releasectl-*` trailer and
-  `Releasectl-Reconciled: <head>`), recording the outcome of the pins the latest merges changed.
+  (controller.trail.next_status / render_status / message, with every `Releasectl-*` trailer),
+  recording outcomes of the pins the previous window of merges changed, with
+  `Releasectl-Reconciled:` the head the controller had fetched then (PRs merged while it worked
+  sit in between, as in life).
+- Since 1-3 outcomes per round cannot keep up with ~2 pin changes per merge, most changes in
+  that history have no outcome. A running controller records every change, so the history ends
+  with one more round that records the outcome of every pin whose status lags (the controller in
+  sync at the head, which is what a restart finds). State.lagging_head keeps the head before
+  that round: a start-up there takes the controller's slow path for pins whose source commit it
+  must search for (bench reports it on its own row).
 
 Commit shas the status files must cite (source commit, reconciled head) are read back from
 fast-import with `get-mark`. The repo and the generator's state (versions per pin) are cached
@@ -56,7 +64,7 @@ from controller.models import (
 from controller.pins import parse_pin, parse_policy
 from controller.trail import message, next_status, render_status, status_path
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 ENVIRONMENTS = ("dev", "staging", "production")
 CACHE = Path(__file__).resolve().parent / ".cache"
 EPOCH = 1_640_995_200  # 2022-01-01T00:00:00Z
@@ -181,6 +189,7 @@ class State:
     merges: int = 0
     status_commits: int = 0
     head: str = ""
+    lagging_head: str = ""  # the head before the final catch-up of the status trail
     seed: int = 1
     rng_state: Any = None
 
@@ -304,6 +313,8 @@ class Writer:
     main: str | int  # the current tip: a sha (existing repo) or a mark
     source: dict[str, int] = field(default_factory=dict)  # "env/model" -> mark of the merge that set it
     statuses: dict[str, ModelStatus] = field(default_factory=dict)
+    recorded: dict[str, int] = field(default_factory=dict)  # "env/model" -> merge mark its status cites
+    last_merge: int = 0
     track: bool = True  # ask fast-import for each merge's sha (status rounds cite them)
 
     def initial(self) -> None:
@@ -358,7 +369,7 @@ class Writer:
         mark = self.fi.commit("refs/heads/main", who, self.state.tick(), body, [self.main, side], files)
         if self.track:
             self.fi.request(mark)
-        self.main = mark
+        self.main = self.last_merge = mark
         self.state.merges += 1
         for key, _ in bumps:
             self.source[key] = mark
@@ -381,6 +392,13 @@ class Writer:
         head = self.fi.sha(reconciled)
         for key, (version, mark) in picked.items():
             self._status_commit(key, version, self.fi.sha(mark), head, adopted=adopted)
+            self.recorded[key] = mark
+
+    def sync(self) -> int:
+        """The controller catches up at the head: an outcome for every pin whose status lags."""
+        stale = [(k, self.state.versions[k], m) for k, m in self.source.items() if self.recorded.get(k) != m]
+        self.status_round(stale[::-1], self.last_merge, len(stale))
+        return len(stale)
 
     def _status_commit(self, key: str, version: str, source: str, reconciled: str, *, adopted: bool) -> None:
         now = datetime.fromtimestamp(self.state.tick(), UTC)
@@ -493,6 +511,10 @@ def generate(shape: Shape, target: Path, log: Any = print) -> State:
             log(f"  generate {shape.name}: {i + 1}/{shape.merges} merges ({time.perf_counter() - started:.0f} s)")
     if previous is not None:
         writer.status_round(*previous)
+    assert isinstance(writer.main, int)
+    state.lagging_head = fi.sha(writer.main)
+    synced = writer.sync()
+    log(f"  generate {shape.name}: final status round for {synced} pins whose outcome lagged")
     assert isinstance(writer.main, int)
     state.head = fi.sha(writer.main)
     fi.done()

@@ -43,6 +43,7 @@ from controller.snapshot import Snapshot, SnapshotReader
 ROOTS = ("environments", "status")
 OPERATIONS = (
     "startup_scan",
+    "startup_scan_lagging_trail",
     "idle_pass_local",
     "idle_pass_remote",
     "status_json",
@@ -219,6 +220,31 @@ class Bench:
         # the controller has started: this is its snapshot from now on
         self.rec.snapshot = self.rec.reader.load(head)
 
+    def startup_scan_lagging(self) -> None:
+        """The same scan where most pins' outcomes lag (State.lagging_head): the source-commit search."""
+        head = self.state.lagging_head
+        if not head:
+            return
+        cs, gs, (snap, _p) = self.paired(
+            lambda: (s := SnapshotReader(self.repo).load(head), self.plan_for(s)),
+            lambda: self.raw.cat.read_many(self.raw.ls_tree(head, ROOTS)),
+            self.config.n(1),
+            warmup=0,
+        )
+        lagging = sum(
+            1
+            for k, d in snap.desired.items()
+            if (r := snap.recorded.get(k)) and r.desired.source_commit != d.source_commit
+        )
+        assert len(snap.desired) == self.pins
+        self.row(
+            "startup_scan_lagging_trail",
+            cs,
+            gs,
+            lagging_pins=lagging,
+            note="start-up where most pins have no outcome for their last change",
+        )
+
     # -- 1. idle passes ---------------------------------------------------------------------------------
 
     def idle(self) -> None:
@@ -268,13 +294,28 @@ class Bench:
             changes = self.raw.log_raw(tracking, paths, "%x01%H%x00%P%x00%ae%x00%cI%x00%B%x00")
             return self.raw.cat.read_many({b for p, b in changes if p.startswith("environments/")})
 
+        def split() -> int:
+            """The best plumbing can do on git 2.39: one log per path, each using the Bloom filters."""
+            fmt = "%x01%H%x00%P%x00%ae%x00%cI%x00%B%x00"
+            changes = [c for path in paths for c in self.raw.log_raw(tracking, (path,), fmt)]
+            return self.raw.cat.read_many({b for p, b in changes if p.startswith("environments/")})
+
         cs, gs, rows = self.paired(
             lambda: queries.history(self.repo, model, "production", rev=tracking), raw, self.config.n(5)
         )
+        ss = [_clock(split)[0] for _ in range(self.config.n(5))]
         changes = [r for r in rows if r.kind != "outcome"]
         self.result.checks["history"] = {"model": model, "rows": len(rows), "changes": len(changes)}
         assert changes and changes[-1].version == self.state.versions[f"production/{model}"], rows[-3:]
-        self.row("history", cs, gs, model=model, rows=len(rows))
+        self.row(
+            "history",
+            cs,
+            gs,
+            model=model,
+            rows=len(rows),
+            git_split_s=round(statistics.median(ss), 6),
+            note="queries.history vs ONE git log of both paths + cat-file; git_split_s: one log per path",
+        )
 
     # -- 2. and 3. a pass after new merged commits (planning only) --------------------------------------
 
@@ -472,6 +513,8 @@ class Bench:
     def run(self) -> Result:
         ops = set(self.config.operations)
         self.startup_scan()  # also the controller's start: every other operation needs its snapshot
+        if "startup_scan_lagging_trail" in ops:
+            self.startup_scan_lagging()
         if ops & {"idle_pass_local", "idle_pass_remote"}:
             self.idle()
         if "status_json" in ops:
