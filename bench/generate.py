@@ -316,6 +316,7 @@ class Writer:
     recorded: dict[str, int] = field(default_factory=dict)  # "env/model" -> merge mark its status cites
     last_merge: int = 0
     track: bool = True  # ask fast-import for each merge's sha (status rounds cite them)
+    exclude: frozenset[str] = frozenset()  # models random PRs never touch
 
     def initial(self) -> None:
         files = [("environments/policy.yaml", self.fi.blob(POLICY))]
@@ -341,11 +342,22 @@ class Writer:
         self.state.next_patch[model] = patch + 1
         return _version(patch)
 
-    def merge(self, count: int | None = None) -> tuple[int, list[tuple[str, str]]]:
-        """One PR: a side commit bumping 1-3 pins, merged with --no-ff. Returns (mark, bumps)."""
+    def merge(self, count: int | None = None, fresh: str | None = None) -> tuple[int, list[tuple[str, str]]]:
+        """One PR: a side commit bumping 1-3 pins, merged with --no-ff. Returns (mark, bumps).
+
+        `fresh` ("env/model"): the PR pins a brand-new version there instead (skipping the
+        environments before it, so that the policy blocks it).
+        """
         n = count if count is not None else self.rng.choice((1, 1, 2, 2, 3))
-        models = self.rng.sample(self.state.models, n)
+        pool = [m for m in self.state.models if m not in self.exclude] if self.exclude else self.state.models
+        models = [] if fresh else self.rng.sample(pool, n)
         bumps: list[tuple[str, str]] = []
+        if fresh:
+            model = fresh.split("/")[1]
+            patch = self.state.next_patch[model]
+            self.state.next_patch[model] = patch + 1
+            self.state.versions[fresh] = _version(patch)
+            bumps.append((fresh, _version(patch)))
         for model in models:
             env = self.rng.choices(ENVIRONMENTS, weights=(5, 3, 2))[0]
             key = f"{env}/{model}"
@@ -548,19 +560,27 @@ def describe(repo: Path) -> str:
     return f"{total} commits, {first} first-parent, {merges} merges, {size / 2**20:.0f} MiB of objects"
 
 
-def extend(repo: Path, state: State, merges: int, *, pins_per_merge: int | None = None) -> list[tuple[str, str]]:
+def extend(
+    repo: Path,
+    state: State,
+    merges: int,
+    *,
+    pins_per_merge: int | None = None,
+    fresh: str | None = None,
+    exclude: frozenset[str] = frozenset(),
+) -> list[tuple[str, str]]:
     """`merges` more merged PRs on main of `repo` (the remote), as another clone would push them.
 
     Returns every (env/model, version) bumped, oldest first. No status commits: the controller
-    has not seen these yet.
+    has not seen these yet. `fresh`: see Writer.merge; `exclude`: models left alone.
     """
     head = _git(repo, "rev-parse", "main")
     rng = random.Random(f"{state.seed}:{state.pr}:{head}")
     fi = FastImport(repo)
-    writer = Writer(fi, state, rng, main=head, track=False)
+    writer = Writer(fi, state, rng, main=head, track=False, exclude=exclude)
     bumps: list[tuple[str, str]] = []
     for _ in range(merges):
-        _mark, changed = writer.merge(pins_per_merge)
+        _mark, changed = writer.merge(pins_per_merge, fresh)
         bumps.extend(changed)
     assert isinstance(writer.main, int)
     state.head = fi.sha(writer.main)

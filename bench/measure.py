@@ -52,6 +52,7 @@ OPERATIONS = (
     "catch_up",
     "status_commit_push",
     "status_commit_push_rejected",
+    "idle_pass_remote_blocked",
 )
 Log = Callable[[str], None]
 
@@ -137,6 +138,7 @@ class Bench:
         self.raw = Plumbing(self.raw_dir)
         self.rec = Reconciler(self.repo, _NoExecutor(), lambda action: {})
         self.pins = config.shape.pins
+        self.reserved = self.state.models[-1]
         self.commits = config.merges
         self.total_commits = int(_git(self.remote, "rev-list", "--count", "main"))
         self.now = datetime.now(UTC).replace(microsecond=0)
@@ -150,6 +152,10 @@ class Bench:
         self.repo.close()
 
     # -- helpers ----------------------------------------------------------------------------------------
+
+    def extend(self, merges: int, **kwargs: Any) -> list[tuple[str, str]]:
+        """Merged PRs on the remote; they never touch the reserved model (see idle_with_blocked)."""
+        return extend(self.remote, self.state, merges, exclude=frozenset({self.reserved}), **kwargs)
 
     def row(self, operation: str, ctl: list[float], raw: list[float], **extra: Any) -> dict[str, Any]:
         c, g = statistics.median(ctl), statistics.median(raw)
@@ -266,6 +272,36 @@ class Bench:
         cs, gs, _ = self.paired(remote, self.raw.ls_remote, self.config.n(15), 2)
         self.row("idle_pass_remote", cs, gs, note="fetch included: Reconciler.reconcile() vs git ls-remote")
 
+    def idle_with_blocked(self) -> None:
+        """An idle pass while one pin waits Blocked (production ahead of staging): common in life."""
+        assert self.rec.snapshot is not None
+        # catch up with the push section's commits without acting on them (the bench plans only)
+        self.rec.snapshot = self.rec.reader.advance(self.rec.snapshot, self.repo.fetch())
+        model = self.reserved  # no random PR touched it: all three of its pins are in sync
+        key = f"production/{model}"
+        self.extend(1, fresh=key)
+        first = self.rec.reconcile()  # records the Blocked outcome (records only: no executor)
+        phases = [(o.action.environment, o.action.model, o.phase.value) for o in first.outcomes]
+        assert phases == [(*key.split("/"), "Blocked")], phases
+        self.raw.fetch()
+
+        def remote() -> Any:
+            result = self.rec.reconcile()
+            assert not result.outcomes and result.published is None
+            return result
+
+        cs, gs, _ = self.paired(remote, self.raw.ls_remote, self.config.n(15), 2)
+        self.result.checks["idle_pass_remote_blocked"] = {
+            "blocked": key,
+            "pending": sorted(map("/".join, self.rec.snapshot.pending() if self.rec.snapshot else [])),
+        }
+        self.row(
+            "idle_pass_remote_blocked",
+            cs,
+            gs,
+            note="the same with one Blocked pin: ls-remote, then fetch + plan of the pending pins every poll",
+        )
+
     # -- 6. status --format json --------------------------------------------------------------------------
 
     def status_json(self) -> None:
@@ -322,7 +358,7 @@ class Bench:
     def _pass_after(self, merges: int, pins_per_merge: int | None) -> dict[str, Any]:
         assert self.rec.snapshot is not None
         old_raw = self.raw.rev_parse(self.raw.tracking)
-        bumps = extend(self.remote, self.state, merges, pins_per_merge=pins_per_merge)
+        bumps = self.extend(merges, pins_per_merge=pins_per_merge)
         # the controller: fetch, then advance + evidence + plan (no executor, no push)
         t0 = time.perf_counter()
         head = self.repo.fetch()
@@ -456,7 +492,7 @@ class Bench:
         def ctl_rejected(backoff: float | None) -> Callable[[], float]:
             def run() -> float:
                 base = self.repo.fetch()
-                extend(self.remote, self.state, 1, pins_per_merge=1)  # someone merged meanwhile
+                self.extend(1, pins_per_merge=1)  # someone merged meanwhile
                 path, data, text = material()
                 retries: list[int] = []
                 kwargs: dict[str, Any] = {"on_retry": retries.append}
@@ -471,7 +507,7 @@ class Bench:
 
         def raw_rejected() -> float:
             base = self.raw.fetch()
-            extend(self.remote, self.state, 1, pins_per_merge=1)
+            self.extend(1, pins_per_merge=1)
             path, data, text = material()
 
             def go() -> None:
@@ -527,6 +563,8 @@ class Bench:
             self.catch_up()
         if ops & {"status_commit_push", "status_commit_push_rejected"}:
             self.push()
+        if "idle_pass_remote_blocked" in ops:
+            self.idle_with_blocked()
         rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         self.result.rows.append(
             {"operation": "peak_rss", "pins": self.pins, "commits": self.commits, "controller_mb": round(rss_mb, 1)}

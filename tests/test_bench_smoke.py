@@ -78,6 +78,8 @@ def test_every_measurement_runs_once_and_answers_right(tmp_path: Path) -> None:
     assert not checks["catch_up"]["missing"] and not checks["catch_up"]["wrong_version"]
     assert checks["status_json"]["rows"] == MODELS * 3
     assert checks["history"]["changes"] > 0
+    blocked = checks["idle_pass_remote_blocked"]
+    assert blocked["pending"] == [blocked["blocked"]]
 
     rows = collect(main.rows, growth.rows, "tiny")
     rss = [r for r in rows if r["operation"] == "peak_rss"]
