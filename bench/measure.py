@@ -137,6 +137,7 @@ class Bench:
         shutil.copytree(self.repo.path, self.raw_dir, symlinks=True)
         self.raw = Plumbing(self.raw_dir)
         self.rec = Reconciler(self.repo, _NoExecutor(), lambda action: {})
+        self.infos: dict[str, Any] = {}  # commit infos, read once (the reconciler keeps the same cache)
         self.pins = config.shape.pins
         self.reserved = self.state.models[-1]
         self.commits = config.merges
@@ -192,7 +193,7 @@ class Bench:
     def plan_for(self, snap: Snapshot) -> Plan:
         """The planning half of a pass (reconcile_snapshot's first round): evidence, then plan."""
         assert snap.policy is not None
-        evidence = gather_evidence(self.repo, snap, snap.candidates, now=self.now, cache=self.rec._infos)
+        evidence = gather_evidence(self.repo, snap, snap.candidates, now=self.now, cache=self.infos)
         return plan(snap.desired, snap.recorded, snap.policy, evidence)
 
     # -- 4. the level-triggered start-up scan -------------------------------------------------------------
