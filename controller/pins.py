@@ -172,21 +172,23 @@ class PinReader:
     """Memoised parse of pin blobs: a poll re-parses only files whose blob changed."""
 
     order: tuple[str, ...]
-    _cache: dict[tuple[str, str], ModelPin | list[Problem]] = field(default_factory=dict)
+    _cache: dict[tuple[str, str], tuple[ModelPin | None, tuple[Problem, ...], str | None]] = field(default_factory=dict)
 
     def read(self, path: str, blob: str, data: bytes | None, source_commit: str) -> DesiredPin | Problem | None:
         where = classify(path, self.order)
         if not isinstance(where, PinPath):
             return where
         key = (path, blob)
-        parsed = self._cache.get(key)
-        if parsed is None:
+        cached = self._cache.get(key)
+        if cached is None:
             if data is None:
                 raise KeyError(f"{path}: blob {blob} is not cached and no data was given")
-            parsed = self._cache[key] = parse_pin(path, data, where.model)
-        if isinstance(parsed, list):
-            return DesiredPin(where.environment, where.model, path, source_commit, None, tuple(parsed))
-        return DesiredPin(where.environment, where.model, path, source_commit, parsed, (), parsed.spec_digest())
+            parsed = parse_pin(path, data, where.model)
+            cached = self._cache[key] = (
+                (None, tuple(parsed), None) if isinstance(parsed, list) else (parsed, (), parsed.spec_digest())
+            )
+        pin, problems, digest = cached
+        return DesiredPin(where.environment, where.model, path, source_commit, pin, problems, digest)
 
     def known(self, path: str, blob: str) -> bool:
         return (path, blob) in self._cache

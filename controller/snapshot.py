@@ -76,9 +76,17 @@ class SnapshotReader:
             return snap
         snap.policy = policy
         reader = self._reader(policy)
+        # Every blob this scan has not parsed before, in one pipelined read.
+        wanted = [
+            blob
+            for path, blob in files.items()
+            if (path.startswith(STATUS_ROOT) and blob not in self._statuses)
+            or (isinstance(classify(path, policy.order), PinPath) and not reader.known(path, blob))
+        ]
+        fresh = self.repo.read_blobs(wanted)
         for path, blob in files.items():
             if path.startswith(STATUS_ROOT):
-                self._status_into(snap, path, blob)
+                self._status_into(snap, path, blob, fresh.get(blob))
         snap.artifacts = artifacts_by_digest(snap.recorded.values())
         snap.adopting = not any(p.startswith(STATUS_ROOT) for p in files)
 
@@ -99,9 +107,7 @@ class SnapshotReader:
                 key = (where.environment, where.model)
                 status = snap.recorded.get(key)
                 source = last_in_range.get(path) or (status.desired.source_commit if status else None)
-                desired = reader.read(
-                    path, blob, None if reader.known(path, blob) else self._blob(blob), source or "0" * 40
-                )
+                desired = reader.read(path, blob, fresh.get(blob), source or "0" * 40)
                 assert isinstance(desired, DesiredPin)
                 if source is None or (
                     path not in last_in_range
@@ -200,12 +206,12 @@ class SnapshotReader:
     def _blob(self, sha: str | None) -> bytes | None:
         return None if sha is None else self.repo.read_blob(sha)
 
-    def _status_into(self, snap: Snapshot, path: str, blob: str) -> None:
+    def _status_into(self, snap: Snapshot, path: str, blob: str, data: bytes | None = None) -> None:
         key = split_status_path(path)
         if key is None:
             return
         if blob not in self._statuses:
-            self._statuses[blob] = parse_status(self.repo.read_blob(blob))
+            self._statuses[blob] = parse_status(data if data is not None else self.repo.read_blob(blob))
         status = self._statuses[blob]
         if status is not None and (status.environment, status.model) == key:
             snap.recorded[key] = status

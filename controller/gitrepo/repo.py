@@ -11,7 +11,9 @@ Blobs and commits are read through gitpython's long-lived `cat-file --batch` obj
 from __future__ import annotations
 
 import os
+import subprocess
 import tempfile
+import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,8 @@ from controller.history import CommitRecord
 from controller.pins import ENV_ROOT, STATUS_ROOT
 from controller.planner import CommitInfo
 from controller.trail import all_trailers
+
+PIPELINE_FROM = 64  # below this many blobs, the warm object database is as fast
 
 
 class GitRepo(WritingMixin, WorktreeMixin):
@@ -108,6 +112,41 @@ class GitRepo(WritingMixin, WorktreeMixin):
     def read_blob(self, sha: str) -> bytes:
         data: bytes = self.repo.odb.stream(bytes.fromhex(sha)).read()
         return data
+
+    def read_blobs(self, shas: Sequence[str]) -> dict[str, bytes]:
+        """Many blobs at once: one pipelined `git cat-file --batch` (a writer thread feeds it).
+
+        The object database's persistent cat-file answers one request at a time; for the
+        thousands of blobs of a start-up scan, pipelining them is ~10x faster.
+        """
+        if len(shas) < PIPELINE_FROM:
+            return {sha: self.read_blob(sha) for sha in shas}
+        proc = subprocess.Popen(
+            ["git", "cat-file", "--batch"], cwd=self.repo.git_dir, stdin=subprocess.PIPE, stdout=subprocess.PIPE
+        )
+        assert proc.stdin is not None and proc.stdout is not None
+        stdin, stdout = proc.stdin, proc.stdout
+
+        def feed() -> None:
+            with stdin:
+                stdin.write(("\n".join(shas) + "\n").encode())
+
+        writer = threading.Thread(target=feed, daemon=True)
+        writer.start()
+        blobs: dict[str, bytes] = {}
+        try:
+            for sha in shas:
+                header = stdout.readline().split()
+                if len(header) != 3:
+                    raise GitError(f"cat-file --batch: {b' '.join(header).decode(errors='replace')} for {sha}")
+                size = int(header[2])
+                blobs[sha] = stdout.read(size)
+                stdout.read(1)  # the newline after each object
+        finally:
+            writer.join()
+            stdout.close()
+            proc.wait()
+        return blobs
 
     def read_file(self, rev: str, path: str) -> bytes | None:
         files = self.ls_tree(rev, (path,))
