@@ -124,7 +124,8 @@ class Shape:
 
     @property
     def name(self) -> str:
-        return f"m{self.models}-e{len(ENVIRONMENTS)}-c{self.merges}-s{self.seed}-v{GENERATOR_VERSION}"
+        shape = f"m{self.models}-e{len(ENVIRONMENTS)}-c{self.merges}-s{self.seed}"
+        return f"{shape}-v{GENERATOR_VERSION}-f{format_fingerprint()}"
 
 
 def model_name(index: int) -> str:
@@ -172,6 +173,19 @@ def model_pin(model: str, version: str) -> ModelPin:
 
 def _version(patch: int) -> str:
     return f"1.0.{patch}"
+
+
+@lru_cache(maxsize=1)
+def format_fingerprint() -> str:
+    """A hash of what the controller writes (a sample status file and commit message) and of a pin.
+
+    Part of the cache folder's name: when the controller changes its status format, the next
+    `make bench` generates a new repo instead of measuring files the controller no longer writes.
+    """
+    when = datetime(2024, 1, 1, tzinfo=UTC)
+    model = model_name(0)
+    _status, path, data, text = status_record(f"dev/{model}", _version(3), "0" * 40, "1" * 40, None, when)
+    return hashlib.sha256(path.encode() + data + text.encode() + pin_text(model, _version(3))).hexdigest()[:8]
 
 
 # -- generator state (JSON, cached next to the repo) ----------------------------------------------

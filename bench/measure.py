@@ -183,6 +183,7 @@ class Bench:
         """Interleaved repeats (controller, then git), after `warmup` untimed rounds of each."""
         cs, gs, value = [], [], None
         for i in range(warmup + repeats):
+            value = None  # the previous answer must not inflate the peak RSS of the next one
             tc, value = _clock(ctl)
             tg, _ = _clock(raw)
             if i >= warmup:
@@ -307,12 +308,9 @@ class Bench:
 
     def status_json(self) -> None:
         head = self.repo.local_head()
-        out: list[str] = []
 
         def ctl() -> str:
-            text = dumps(queries.status(self.repo, self.repo.tracking))
-            out.append(text)
-            return text
+            return dumps(queries.status(self.repo, self.repo.tracking))
 
         cs, gs, text = self.paired(ctl, lambda: self.raw.cat.read_many(self.raw.ls_tree(head, ROOTS)), self.config.n(3))
         rows = json.loads(text)
