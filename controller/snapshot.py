@@ -128,7 +128,7 @@ class SnapshotReader:
             snap.desired[key] = replace(snap.desired[key], source_commit=found.get(path, head))
         for path, key in gone_paths.items():
             snap.deletions[key] = found.get(path, head)
-        snap.superseded = self._superseded(records, snap)
+        snap.superseded = self._superseded(records, snap, self._prefetch(records, policy.order))
         snap.candidates = None
         return snap
 
@@ -163,12 +163,13 @@ class SnapshotReader:
                     new.files.pop(change.path, None)
                 else:
                     new.files[change.path] = change.new_blob
+        fresh = self._prefetch(records, snap.policy.order)
         for path in sorted(touched):
             status_key = split_status_path(path)
             if status_key is not None:
                 new.recorded.pop(status_key, None)
                 if path in new.files:
-                    self._status_into(new, path, new.files[path])
+                    self._status_into(new, path, new.files[path], fresh.get(new.files[path]))
                     if (s := new.recorded.get(status_key)) is not None:
                         for digest, artifact in artifacts_by_digest([s]).items():
                             new.artifacts.setdefault(digest, artifact)
@@ -185,7 +186,7 @@ class SnapshotReader:
             models.add(where.model)
             if path in new.files:
                 blob = new.files[path]
-                desired = reader.read(path, blob, None if reader.known(path, blob) else self._blob(blob), last[path])
+                desired = reader.read(path, blob, fresh.get(blob), last[path])
                 assert isinstance(desired, DesiredPin)
                 new.desired[key] = desired
             else:
@@ -193,8 +194,24 @@ class SnapshotReader:
                 new.deletions[key] = last[path]
         keys = {(env, m) for m in models for env in snap.policy.order} | new.pending()
         new.candidates = frozenset(keys)
-        new.superseded = self._superseded(records, new)
+        new.superseded = self._superseded(records, new, fresh)
         return new
+
+    def _prefetch(self, records: list[CommitRecord], order: Iterable[str]) -> dict[str, bytes]:
+        """Every blob of the range not parsed before, in one pipelined read."""
+        reader = self._reader_for(order)
+        wanted: list[str] = []
+        for record in records:
+            for change in record.changes:
+                blob = change.new_blob
+                if blob is None:
+                    continue
+                if change.path.startswith(STATUS_ROOT):
+                    if blob not in self._statuses:
+                        wanted.append(blob)
+                elif not reader.known(change.path, blob):
+                    wanted.append(blob)
+        return self.repo.read_blobs(list(dict.fromkeys(wanted)))
 
     # -- helpers ----------------------------------------------------------------------------------
 
@@ -216,7 +233,13 @@ class SnapshotReader:
         if status is not None and (status.environment, status.model) == key:
             snap.recorded[key] = status
 
-    def _superseded(self, records: Iterable[CommitRecord], snap: Snapshot) -> tuple[SupersededChange, ...]:
+    def _reader_for(self, order: Iterable[str]) -> PinReader:
+        assert self._pins is not None and self._pins.order == tuple(order)
+        return self._pins
+
+    def _superseded(
+        self, records: Iterable[CommitRecord], snap: Snapshot, fresh: dict[str, bytes]
+    ) -> tuple[SupersededChange, ...]:
         """Merged changes of a pin that a later commit in the same range replaced."""
         if snap.policy is None:
             return ()
@@ -231,7 +254,7 @@ class SnapshotReader:
             for (sha, blob), (next_sha, _) in itertools.pairwise(seq):
                 if blob is None:
                     continue
-                desired = reader.read(path, blob, None if reader.known(path, blob) else self._blob(blob), sha)
+                desired = reader.read(path, blob, fresh.get(blob), sha)
                 if isinstance(desired, DesiredPin):
                     out.append(
                         SupersededChange(
