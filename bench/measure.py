@@ -564,12 +564,27 @@ class Bench:
             self.push()
         if "idle_pass_remote_blocked" in ops:
             self.idle_with_blocked()
-        rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        rss_mb = peak_rss_mb()
         self.result.rows.append(
             {"operation": "peak_rss", "pins": self.pins, "commits": self.commits, "controller_mb": round(rss_mb, 1)}
         )
         self.log(f"[{self.pins} pins] peak RSS of this controller process: {rss_mb:.0f} MB")
         return self.result
+
+
+def peak_rss_mb() -> float:
+    """This process's peak RSS: VmHWM of its own memory map (Linux), else ru_maxrss.
+
+    ru_maxrss survives execve, so a child of a big process would report its parent's peak;
+    VmHWM starts afresh with the exec'd program.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def run(config: Config, log: Log = _log) -> Result:
