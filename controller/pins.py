@@ -8,7 +8,7 @@ results are memoised by (path, blob sha), so a poll re-parses only what changed.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -58,8 +58,11 @@ class PinPath:
     model: str
 
 
-def classify(path: str, order: Iterable[str]) -> PinPath | Problem | None:
-    """Where a path under environments/ belongs: a pin, a problem, or nothing we read."""
+def classify(path: str, order: Collection[str]) -> PinPath | Problem | None:
+    """Where a path under environments/ belongs: a pin, a problem, or nothing we read.
+
+    `order` is the policy's environments; pass a frozenset when classifying many paths.
+    """
     if not path.startswith(ENV_ROOT) or path == POLICY_PATH:
         return None
     rest = path[len(ENV_ROOT) :]
@@ -69,7 +72,7 @@ def classify(path: str, order: Iterable[str]) -> PinPath | Problem | None:
     base = name.rsplit("/", 1)[-1]
     if base.startswith(".") or not base.endswith((".yaml", ".yml")):
         return None
-    if env not in set(order):
+    if env not in order:
         return Problem(path, "", f"environment {env!r} is not in policy.yaml order", "environment")
     if "/" in name:
         return Problem(path, "", "pins live directly under environments/<env>/", "layout")
@@ -114,25 +117,36 @@ def _validate(kind: str, model: type[M], path: str, doc: Any) -> M | list[Proble
 
 def parse_pin(path: str, data: bytes, model: str) -> ModelPin | list[Problem]:
     """One pin file -> a ModelPin, or every problem with it."""
+    result = parse_document(path, data)
+    if isinstance(result, list):
+        return result
+    return pin_rules(path, result, model) or result
+
+
+def parse_document(path: str, data: bytes) -> ModelPin | list[Problem]:
+    """YAML and the schema: what a pin's bytes mean, whatever file holds them."""
     doc = _document(path, data)
     if isinstance(doc, Problem):
         return [doc]
-    result = _validate("ModelPin", ModelPin, path, doc)
-    if isinstance(result, list):
-        return result
+    return _validate("ModelPin", ModelPin, path, doc)
+
+
+def pin_rules(path: str, pin: ModelPin, model: str) -> list[Problem]:
+    """The rules a schema cannot say: the file stem, the recipe's parameters, a seed."""
     problems = []
-    if result.model != model:
+    if pin.model != model:
         problems.append(
-            Problem(path, "model", f"{result.model!r} must equal the file stem {model!r}", "model-matches-file")
+            Problem(path, "model", f"{pin.model!r} must equal the file stem {model!r}", "model-matches-file")
         )
-    allowed = RECIPES[result.training.recipe]
-    for name, value in result.training.params.items():
+    recipe = pin.training.recipe
+    allowed = RECIPES[recipe]
+    for name, value in pin.training.params.items():
         if name not in allowed:
             problems.append(
                 Problem(
                     path,
                     f"training.params.{name}",
-                    f"is not a parameter of recipe {result.training.recipe} (allowed: {', '.join(sorted(allowed))})",
+                    f"is not a parameter of recipe {recipe} (allowed: {', '.join(sorted(allowed))})",
                     "recipe-params",
                 )
             )
@@ -145,9 +159,9 @@ def parse_pin(path: str, data: bytes, model: str) -> ModelPin | list[Problem]:
                     "recipe-params",
                 )
             )
-    if "seed" not in result.training.params:
+    if "seed" not in pin.training.params:
         problems.append(Problem(path, "training.params.seed", "is required: training must be repeatable", "seed"))
-    return problems or result
+    return problems
 
 
 def _fits(value: object, kind: type) -> bool:
@@ -169,29 +183,66 @@ def parse_policy(data: bytes | None, path: str = POLICY_PATH) -> PromotionPolicy
 
 @dataclass
 class PinReader:
-    """Memoised parse of pin blobs: a poll re-parses only files whose blob changed."""
+    """Memoised parse of pin blobs: a poll re-parses only blobs it has not seen.
+
+    A valid document is cached by blob alone (promotions copy pins, so one blob often sits in
+    several environments); the per-file rules are cheap and run on every read. An invalid
+    document is cached per (path, blob), since its messages name the file.
+    """
 
     order: tuple[str, ...]
-    _cache: dict[tuple[str, str], tuple[ModelPin | None, tuple[Problem, ...], str | None]] = field(default_factory=dict)
+    envs: frozenset[str] = field(init=False)
+    _valid: dict[str, tuple[ModelPin, str]] = field(default_factory=dict)
+    _invalid: dict[tuple[str, str], tuple[Problem, ...]] = field(default_factory=dict)
 
-    def read(self, path: str, blob: str, data: bytes | None, source_commit: str) -> DesiredPin | Problem | None:
-        where = classify(path, self.order)
-        if not isinstance(where, PinPath):
-            return where
-        key = (path, blob)
-        cached = self._cache.get(key)
-        if cached is None:
+    def __post_init__(self) -> None:
+        self.envs = frozenset(self.order)
+
+    def read(
+        self, path: str, blob: str, data: bytes | None, source_commit: str, where: PinPath | None = None
+    ) -> DesiredPin | Problem | None:
+        if where is None:
+            found = classify(path, self.envs)
+            if not isinstance(found, PinPath):
+                return found
+            where = found
+        if blob not in self._valid and (path, blob) not in self._invalid:
             if data is None:
                 raise KeyError(f"{path}: blob {blob} is not cached and no data was given")
-            parsed = parse_pin(path, data, where.model)
-            cached = self._cache[key] = (
-                (None, tuple(parsed), None) if isinstance(parsed, list) else (parsed, (), parsed.spec_digest())
-            )
-        pin, problems, digest = cached
-        return DesiredPin(where.environment, where.model, path, source_commit, pin, problems, digest)
+            self.prime(path, blob, data)
+        valid = self._valid.get(blob)
+        if valid is None:
+            return DesiredPin(where.environment, where.model, path, source_commit, None, self._invalid[(path, blob)])
+        pin, digest = valid
+        problems = pin_rules(path, pin, where.model)
+        if problems:
+            return DesiredPin(where.environment, where.model, path, source_commit, None, tuple(problems))
+        return DesiredPin(where.environment, where.model, path, source_commit, pin, (), digest)
+
+    def prime(self, path: str, blob: str, data: bytes) -> None:
+        """Parse a blob now (it may arrive before its turn, from a pipelined read)."""
+        self._keep(path, blob, parse_document(path, data))
+
+    def prime_document(self, path: str, blob: str, doc: Any) -> None:
+        """A blob whose YAML was already loaded (by a forked child): the schema part only."""
+        self._keep(path, blob, _validate("ModelPin", ModelPin, path, doc))
+
+    def _keep(self, path: str, blob: str, result: ModelPin | list[Problem]) -> None:
+        if isinstance(result, list):
+            self._invalid[(path, blob)] = tuple(result)
+        else:
+            self._valid[blob] = (result, result.spec_digest())
 
     def known(self, path: str, blob: str) -> bool:
-        return (path, blob) in self._cache
+        return blob in self._valid or (path, blob) in self._invalid
+
+    def size(self) -> int:
+        return len(self._valid) + len(self._invalid)
+
+    def keep_only(self, blobs: Collection[str]) -> None:
+        """Forget what the current head no longer holds, so memory follows the repo, not its history."""
+        self._valid = {b: v for b, v in self._valid.items() if b in blobs}
+        self._invalid = {k: v for k, v in self._invalid.items() if k[1] in blobs}
 
 
 def check_versions(pins: Mapping[str, DesiredPin], order: Iterable[str]) -> dict[str, Problem]:

@@ -95,6 +95,7 @@ class Reconciler:
             snap = self.reader.advance(self.snapshot, self.snapshot.head)
             if not snap.candidates:
                 return PassResult(head=snap.head)
+            return self.reconcile_snapshot(snap)  # nothing new: only re-check Blocked and Errored pins
         head = self.repo.fetch()
         snap = self.reader.load(head) if self.snapshot is None or full else self.reader.advance(self.snapshot, head)
         return self.reconcile_snapshot(snap)

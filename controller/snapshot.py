@@ -3,16 +3,23 @@
 Place in the flow: steps 1-2 of a pass (fetch, find candidates), between the git adapter and
 the planner. `load` reads a whole head once (the level-triggered start-up scan); `advance`
 moves an existing snapshot to a newer head with ONE `git log --raw` over the new commits, so a
-poll costs what changed, not the size of the repo. Parsed pins and statuses are memoised by
-blob sha.
+poll costs what changed, not the size of the repo. Blobs are read with one pipelined cat-file
+and parsed as they arrive; parsed pins and statuses are memoised by blob sha.
 """
 
 from __future__ import annotations
 
+import gc
 import itertools
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from typing import Any
 
+import yaml
+
+from controller.errors import GitError
+from controller.forking import Forked
 from controller.gitrepo import GitRepo
 from controller.history import CommitRecord
 from controller.models import ModelStatus, Phase, PromotionPolicy
@@ -29,9 +36,16 @@ from controller.pins import (
 from controller.planner import SupersededChange
 from controller.schemas import Problem
 from controller.trail import artifacts_by_digest, parse_status, parse_trailers, split_status_path
+from controller.yamlio import load_yaml
 
 Key = tuple[str, str]
-PENDING = frozenset({Phase.BLOCKED, Phase.ERRORED})
+NO_COMMIT = "0" * 40
+PARALLEL_FROM = 1000  # blobs to parse before a second core is worth a fork
+
+
+def is_pending(status: ModelStatus) -> bool:
+    """Blocked and Errored pins are looked at on every pass (compared by identity: cheap)."""
+    return status.phase is Phase.BLOCKED or status.phase is Phase.ERRORED
 
 
 @dataclass
@@ -48,12 +62,21 @@ class Snapshot:
     superseded: tuple[SupersededChange, ...] = ()
     deletions: dict[Key, str] = field(default_factory=dict)
     candidates: frozenset[Key] | None = None  # None: every key (full scan)
+    waiting: set[Key] = field(default_factory=set)  # Blocked or Errored: kept up to date, never recomputed
 
     def pending(self) -> set[Key]:
-        return {k for k, s in self.recorded.items() if s.phase in PENDING}
+        return self.waiting
 
-    def models(self) -> set[str]:
-        return {k[1] for k in self.desired} | {k[1] for k in self.recorded}
+    def record(self, key: Key, status: ModelStatus | None) -> None:
+        if status is None:
+            self.recorded.pop(key, None)
+            self.waiting.discard(key)
+            return
+        self.recorded[key] = status
+        if is_pending(status):
+            self.waiting.add(key)
+        else:
+            self.waiting.discard(key)
 
 
 class SnapshotReader:
@@ -68,6 +91,10 @@ class SnapshotReader:
 
     def load(self, head: str, *, since: str | None = None) -> Snapshot:
         """Everything at `head`. `since` overrides the last reconciled commit (plan --base)."""
+        with _quiet_gc():
+            return self._load(head, since)
+
+    def _load(self, head: str, since: str | None) -> Snapshot:
         files = self.repo.ls_tree(head)
         snap = Snapshot(head=head, files=files, policy=None, problems=[])
         policy = parse_policy(self._blob(files.get(POLICY_PATH)))
@@ -76,67 +103,78 @@ class SnapshotReader:
             return snap
         snap.policy = policy
         reader = self._reader(policy)
-        # Every blob this scan has not parsed before, in one pipelined read.
-        wanted = [
-            blob
-            for path, blob in files.items()
-            if (path.startswith(STATUS_ROOT) and blob not in self._statuses)
-            or (isinstance(classify(path, policy.order), PinPath) and not reader.known(path, blob))
-        ]
-        fresh = self.repo.read_blobs(wanted)
+        pins: dict[str, PinPath] = {}
+        statuses: list[tuple[str, str]] = []
         for path, blob in files.items():
             if path.startswith(STATUS_ROOT):
-                self._status_into(snap, path, blob, fresh.get(blob))
+                statuses.append((path, blob))
+                continue
+            where = classify(path, reader.envs)
+            if isinstance(where, Problem):
+                snap.problems.append(where)
+            elif where is not None:
+                pins[path] = where
+        self._parse(
+            [(p, files[p]) for p in pins if not reader.known(p, files[p])]
+            + [(p, b) for p, b in statuses if b not in self._statuses]
+        )
+        for path, blob in statuses:
+            self._status_into(snap, path, blob)
         snap.artifacts = artifacts_by_digest(snap.recorded.values())
-        snap.adopting = not any(p.startswith(STATUS_ROOT) for p in files)
+        snap.adopting = not statuses
 
         newest = self.repo.log(head, (STATUS_ROOT,), reverse=False, max_count=1)
         reconciled = since or (parse_trailers(newest[0].message).get("Reconciled") if newest else None)
-        if reconciled and not self.repo.is_ancestor(reconciled, head):
-            reconciled = None
+        records: list[CommitRecord] = []
+        if reconciled:
+            try:  # a reconciled commit that is not an ancestor (rewritten history) only widens the range
+                records = self.repo.log(head, (ENV_ROOT,), since=reconciled)
+            except GitError:  # ... and one that no longer exists means: no range, walk for sources
+                reconciled = None
         snap.reconciled = reconciled
-        records = self.repo.log(head, (ENV_ROOT,), since=reconciled) if reconciled else []
         last_in_range = _last_touch(records)
 
         unknown: list[str] = []
-        for path, blob in files.items():
-            where = classify(path, policy.order)
-            if isinstance(where, Problem):
-                snap.problems.append(where)
-            elif isinstance(where, PinPath):
-                key = (where.environment, where.model)
-                status = snap.recorded.get(key)
-                source = last_in_range.get(path) or (status.desired.source_commit if status else None)
-                desired = reader.read(path, blob, fresh.get(blob), source or "0" * 40)
-                assert isinstance(desired, DesiredPin)
-                if source is None or (
-                    path not in last_in_range
-                    and status is not None
-                    and desired.digest not in (None, status.desired.spec_digest)
-                ):
-                    unknown.append(path)
-                snap.desired[key] = desired
+        for path, where in pins.items():
+            key = (where.environment, where.model)
+            status = snap.recorded.get(key)
+            source = last_in_range.get(path) or (status.desired.source_commit if status else None)
+            desired = reader.read(path, files[path], None, source or NO_COMMIT, where)
+            assert isinstance(desired, DesiredPin)
+            if source is None or (
+                path not in last_in_range
+                and status is not None
+                and desired.digest not in (None, status.desired.spec_digest)
+            ):
+                unknown.append(path)
+            snap.desired[key] = desired
         gone = [
             key for key in snap.recorded if key not in snap.desired and snap.recorded[key].phase is not Phase.REMOVED
         ]
         gone_paths = {f"{ENV_ROOT}{env}/{model}.yaml": (env, model) for env, model in gone}
         found = self.repo.last_changes(head, [*unknown, *gone_paths]) if unknown or gone_paths else {}
         for path in unknown:
-            where = classify(path, policy.order)
-            assert isinstance(where, PinPath)
+            where = pins[path]
             key = (where.environment, where.model)
             snap.desired[key] = replace(snap.desired[key], source_commit=found.get(path, head))
         for path, key in gone_paths.items():
             snap.deletions[key] = found.get(path, head)
-        snap.superseded = self._superseded(records, snap, self._prefetch(records, policy.order))
+        snap.superseded = self._superseded(records, snap)
         snap.candidates = None
+        self._prune(snap)
         return snap
 
     # -- a poll: only what changed ------------------------------------------------------------------
 
     def advance(self, snap: Snapshot, head: str) -> Snapshot:
         if head == snap.head:
-            return replace(snap, candidates=frozenset(snap.pending()), superseded=())
+            return replace(snap, candidates=frozenset(snap.waiting), superseded=())
+        with _quiet_gc():
+            return self._advance(snap, head)
+
+    def _advance(self, snap: Snapshot, head: str) -> Snapshot:
+        if head == snap.head:
+            return replace(snap, candidates=frozenset(snap.waiting), superseded=())
         if snap.policy is None:
             return self.load(head)
         records = self.repo.log(head, (ENV_ROOT, STATUS_ROOT), since=snap.head)
@@ -150,68 +188,59 @@ class SnapshotReader:
             files=dict(snap.files),
             desired=dict(snap.desired),
             recorded=dict(snap.recorded),
+            waiting=set(snap.waiting),
             artifacts=dict(snap.artifacts),
             deletions={},
             problems=[p for p in snap.problems if p.path not in touched],
             adopting=False,
         )
         last = _last_touch(records)
-        models: set[str] = set()
+        wanted: list[tuple[str, str]] = []
         for record in records:
             for change in record.changes:
-                if change.new_blob is None:
+                blob = change.new_blob
+                if blob is None:
                     new.files.pop(change.path, None)
-                else:
-                    new.files[change.path] = change.new_blob
-        fresh = self._prefetch(records, snap.policy.order)
-        for path in sorted(touched):
+                    continue
+                new.files[change.path] = blob
+                if change.path.startswith(STATUS_ROOT):
+                    if blob not in self._statuses:
+                        wanted.append((change.path, blob))
+                elif not reader.known(change.path, blob):
+                    wanted.append((change.path, blob))
+        self._parse(wanted)
+        models: set[str] = set()
+        for path in touched:
             status_key = split_status_path(path)
             if status_key is not None:
-                new.recorded.pop(status_key, None)
+                new.record(status_key, None)
                 if path in new.files:
-                    self._status_into(new, path, new.files[path], fresh.get(new.files[path]))
+                    self._status_into(new, path, new.files[path])
                     if (s := new.recorded.get(status_key)) is not None:
                         for digest, artifact in artifacts_by_digest([s]).items():
                             new.artifacts.setdefault(digest, artifact)
                 models.add(status_key[1])
                 continue
-            where = classify(path, snap.policy.order)
+            where = classify(path, reader.envs)
             if isinstance(where, Problem):
                 if path in new.files:
                     new.problems.append(where)
                 continue
-            if not isinstance(where, PinPath):
+            if where is None:
                 continue
             key = (where.environment, where.model)
             models.add(where.model)
             if path in new.files:
-                blob = new.files[path]
-                desired = reader.read(path, blob, fresh.get(blob), last[path])
+                desired = reader.read(path, new.files[path], None, last[path], where)
                 assert isinstance(desired, DesiredPin)
                 new.desired[key] = desired
             else:
                 new.desired.pop(key, None)
                 new.deletions[key] = last[path]
-        keys = {(env, m) for m in models for env in snap.policy.order} | new.pending()
-        new.candidates = frozenset(keys)
-        new.superseded = self._superseded(records, new, fresh)
+        new.candidates = frozenset({(env, m) for m in models for env in snap.policy.order} | new.waiting)
+        new.superseded = self._superseded(records, new)
+        self._prune(new)
         return new
-
-    def _prefetch(self, records: list[CommitRecord], order: Iterable[str]) -> dict[str, bytes]:
-        """Every blob of the range not parsed before, in one pipelined read."""
-        reader = self._reader_for(order)
-        wanted: list[str] = []
-        for record in records:
-            for change in record.changes:
-                blob = change.new_blob
-                if blob is None:
-                    continue
-                if change.path.startswith(STATUS_ROOT):
-                    if blob not in self._statuses:
-                        wanted.append(blob)
-                elif not reader.known(change.path, blob):
-                    wanted.append(blob)
-        return self.repo.read_blobs(list(dict.fromkeys(wanted)))
 
     # -- helpers ----------------------------------------------------------------------------------
 
@@ -223,23 +252,77 @@ class SnapshotReader:
     def _blob(self, sha: str | None) -> bytes | None:
         return None if sha is None else self.repo.read_blob(sha)
 
-    def _status_into(self, snap: Snapshot, path: str, blob: str, data: bytes | None = None) -> None:
+    def _parse(self, wanted: Sequence[tuple[str, str]]) -> None:
+        """Parse every (path, blob) not parsed before: pipelined reads, parsing as blobs arrive.
+
+        A start-up scan has thousands. Then a forked child loads the pins' YAML (the costly part;
+        plain values come back cheaply) while this process validates the statuses, and the pins'
+        schema check runs here on the child's documents.
+        """
+        assert self._pins is not None
+        reader = self._pins
+        blobs: dict[str, str] = {}
+        for path, blob in wanted:
+            blobs.setdefault(blob, path)
+        pins = [(b, p) for b, p in blobs.items() if not p.startswith(STATUS_ROOT)]
+        statuses = [b for b, p in blobs.items() if p.startswith(STATUS_ROOT)]
+        if len(pins) + len(statuses) >= PARALLEL_FROM:
+            # Loading a pin's YAML costs about 2.5x validating a JSON status: balance the two cores.
+            cut = max(0, min(len(pins), round((len(pins) * 2.5 + len(statuses)) / 5)))
+            share = pins[:cut]
+            child = Forked(lambda: self._documents([b for b, _ in share]))
+            self._parse_statuses(statuses)
+            docs = self._documents([b for b, _ in pins[len(share) :]])
+            docs.update(child.result())
+            for blob, path in pins:
+                if blob in docs:
+                    reader.prime_document(path, blob, docs[blob])
+                else:  # not YAML: the normal path says what is wrong, naming the file
+                    reader.prime(path, blob, self.repo.read_blob(blob))
+        else:
+            self._parse_statuses(statuses)
+            for blob, data in self.repo.iter_blobs([b for b, _ in pins]):
+                reader.prime(blobs[blob], blob, data)
+        for path, blob in wanted:  # an invalid pin's messages name its file: one parse per path
+            if not path.startswith(STATUS_ROOT) and not reader.known(path, blob):
+                reader.prime(path, blob, self.repo.read_blob(blob))
+
+    def _parse_statuses(self, blobs: Sequence[str]) -> None:
+        for blob, data in self.repo.iter_blobs(blobs):
+            self._statuses[blob] = parse_status(data)
+
+    def _documents(self, blobs: Sequence[str]) -> dict[str, Any]:
+        """Blob -> its YAML as plain values (blobs that are not YAML are left out).
+
+        Safe to run in a forked child: it reads through a cat-file of its own.
+        """
+        docs: dict[str, Any] = {}
+        for blob, data in self.repo.iter_blobs(blobs, pipelined=True):
+            try:
+                docs[blob] = load_yaml(data)
+            except (yaml.YAMLError, UnicodeDecodeError):
+                continue
+        return docs
+
+    def _status_into(self, snap: Snapshot, path: str, blob: str) -> None:
         key = split_status_path(path)
         if key is None:
             return
         if blob not in self._statuses:
-            self._statuses[blob] = parse_status(data if data is not None else self.repo.read_blob(blob))
+            self._statuses[blob] = parse_status(self.repo.read_blob(blob))
         status = self._statuses[blob]
         if status is not None and (status.environment, status.model) == key:
-            snap.recorded[key] = status
+            snap.record(key, status)
 
-    def _reader_for(self, order: Iterable[str]) -> PinReader:
-        assert self._pins is not None and self._pins.order == tuple(order)
-        return self._pins
+    def _prune(self, snap: Snapshot) -> None:
+        """Keep the caches to about the size of the head: memory follows the repo, not its history."""
+        if self._pins is None or len(self._statuses) + self._pins.size() <= 2 * len(snap.files) + 1000:
+            return
+        current = set(snap.files.values())
+        self._pins.keep_only(current)
+        self._statuses = {b: s for b, s in self._statuses.items() if b in current}
 
-    def _superseded(
-        self, records: Iterable[CommitRecord], snap: Snapshot, fresh: dict[str, bytes]
-    ) -> tuple[SupersededChange, ...]:
+    def _superseded(self, records: Iterable[CommitRecord], snap: Snapshot) -> tuple[SupersededChange, ...]:
         """Merged changes of a pin that a later commit in the same range replaced."""
         if snap.policy is None:
             return ()
@@ -254,7 +337,7 @@ class SnapshotReader:
             for (sha, blob), (next_sha, _) in itertools.pairwise(seq):
                 if blob is None:
                     continue
-                desired = reader.read(path, blob, fresh.get(blob), sha)
+                desired = reader.read(path, blob, None if reader.known(path, blob) else self.repo.read_blob(blob), sha)
                 if isinstance(desired, DesiredPin):
                     out.append(
                         SupersededChange(
@@ -262,6 +345,19 @@ class SnapshotReader:
                         )
                     )
         return tuple(out)
+
+
+@contextmanager
+def _quiet_gc() -> Iterator[None]:
+    """No cyclic GC while thousands of long-lived objects are built: it rescans them again and
+    again (2x the cost of the parse) and finds nothing; pins and statuses hold no cycles."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _last_touch(records: Iterable[CommitRecord]) -> dict[str, str]:

@@ -87,7 +87,10 @@ class WritingMixin(Handle):
                     raise
                 if on_retry is not None:
                     on_retry(attempt)
-                time.sleep(backoff_s * 2 ** (attempt - 1) * (1 + random.random()))  # noqa: S311 - jitter
+                # The first rejection means one push landed meanwhile: fetching and replaying take long
+                # enough, so retry at once. Only repeated rejections (a busy branch) back off, with jitter.
+                if attempt > 1:
+                    time.sleep(backoff_s * 2 ** (attempt - 2) * (1 + random.random()))  # noqa: S311 - jitter
                 parent = self.fetch()
         raise AssertionError("unreachable")
 
