@@ -20,7 +20,7 @@ import yaml
 
 from controller.errors import GitError
 from controller.forking import Forked
-from controller.gitrepo import GitRepo
+from controller.gitrepo import BlobFeed, GitRepo
 from controller.history import CommitRecord
 from controller.models import ModelStatus, Phase, PromotionPolicy
 from controller.pins import (
@@ -41,6 +41,7 @@ from controller.yamlio import load_yaml
 Key = tuple[str, str]
 NO_COMMIT = "0" * 40
 PARALLEL_FROM = 1000  # blobs to parse before a second core is worth a fork
+STREAM_FROM = 32  # blobs in a range before a cat-file of its own beats the warm object database
 
 
 def is_pending(status: ModelStatus) -> bool:
@@ -177,14 +178,12 @@ class SnapshotReader:
             return self._advance(snap, head)
 
     def _advance(self, snap: Snapshot, head: str) -> Snapshot:
-        if head == snap.head:
-            return replace(snap, candidates=frozenset(snap.waiting), superseded=())
         if snap.policy is None:
             return self.load(head)
-        records = self.repo.log(head, (ENV_ROOT, STATUS_ROOT), since=snap.head)
-        touched = {c.path for r in records for c in r.changes}
-        if POLICY_PATH in touched:
+        records = self._read_range(snap.head, head, self._reader(snap.policy))
+        if records is None:  # the policy changed: everything may mean something else now
             return self.load(head)
+        touched = {c.path for r in records for c in r.changes}
         reader = self._reader(snap.policy)
         new = replace(
             snap,
@@ -199,20 +198,12 @@ class SnapshotReader:
             adopting=False,
         )
         last = _last_touch(records)
-        wanted: list[tuple[str, str]] = []
         for record in records:
             for change in record.changes:
-                blob = change.new_blob
-                if blob is None:
+                if change.new_blob is None:
                     new.files.pop(change.path, None)
-                    continue
-                new.files[change.path] = blob
-                if change.path.startswith(STATUS_ROOT):
-                    if blob not in self._statuses:
-                        wanted.append((change.path, blob))
-                elif not reader.known(change.path, blob):
-                    wanted.append((change.path, blob))
-        self._parse(wanted)
+                else:
+                    new.files[change.path] = change.new_blob
         models: set[str] = set()
         for path in touched:
             status_key = split_status_path(path)
@@ -245,6 +236,60 @@ class SnapshotReader:
         new.superseded = self._superseded(records, new)
         self._prune(new)
         return new
+
+    def _read_range(self, old: str, head: str, reader: PinReader) -> list[CommitRecord] | None:
+        """The commits old..head (oldest first), with every new blob in them parsed.
+
+        The log streams; once a range needs more than a few blobs, a cat-file fetches them while
+        git still walks and they are parsed as they arrive, so the two overlap. None: the range
+        changes policy.yaml.
+        """
+        records: list[CommitRecord] = []
+        asked: dict[str, str] = {}  # blob -> a path that holds it
+        feed: BlobFeed | None = None
+        try:
+            for record in self.repo.stream_log(head, old):
+                records.append(record)
+                fresh: list[str] = []
+                for change in record.changes:
+                    blob, path = change.new_blob, change.path
+                    if path == POLICY_PATH:
+                        return None
+                    if blob is None or blob in asked:
+                        continue
+                    if blob in self._statuses if path.startswith(STATUS_ROOT) else reader.known(path, blob):
+                        continue
+                    asked[blob] = path
+                    fresh.append(blob)
+                if feed is None and len(asked) >= STREAM_FROM:
+                    feed = self.repo.blob_feed()
+                    fresh = list(asked)
+                if feed is not None:
+                    feed.want(fresh)
+                    for blob, data in feed.ready():
+                        self._ingest(asked[blob], blob, data)
+            if feed is not None:
+                for blob, data in feed.rest():
+                    self._ingest(asked[blob], blob, data)
+            else:
+                for blob, path in asked.items():
+                    self._ingest(path, blob, self.repo.read_blob(blob))
+        finally:
+            if feed is not None:
+                feed.close()
+        for record in records:  # an invalid pin's messages name its file: one parse per path
+            for change in record.changes:
+                path, blob = change.path, change.new_blob
+                if blob and not path.startswith(STATUS_ROOT) and not reader.known(path, blob):
+                    reader.prime(path, blob, self.repo.read_blob(blob))
+        records.reverse()
+        return records
+
+    def _ingest(self, path: str, blob: str, data: bytes) -> None:
+        if path.startswith(STATUS_ROOT):
+            self._statuses[blob] = parse_status(data)
+        elif self._pins is not None:
+            self._pins.prime(path, blob, data)
 
     # -- helpers ----------------------------------------------------------------------------------
 

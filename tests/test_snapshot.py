@@ -82,3 +82,34 @@ def test_a_poll_reads_only_what_changed(tmp_path: Path) -> None:
     assert moved.desired[("staging", "wine-classifier")].version == "2.2.0"
     assert snap.desired[("staging", "wine-classifier")].version == "2.1.0"  # the old snapshot is untouched
     assert git(repo.path, "rev-parse", "refs/remotes/origin/main") == moved.head
+
+
+def test_catch_up_over_many_commits_equals_a_fresh_scan(big: GitRepo, tmp_path: Path) -> None:
+    """advance() streams the log and fetches blobs while git walks; it must see what load() sees."""
+    remote = Path(git(big.path, "remote", "get-url", "origin").removeprefix("file://"))
+    user = tmp_path / "user"
+    git(tmp_path, "clone", "-q", str(remote), str(user))
+    git(user, "config", "user.name", "U")
+    git(user, "config", "user.email", "u@example.com")
+    reader = SnapshotReader(big)
+    before = reader.load(big.local_head())
+    for round_ in range(3):  # three commits, 60 pins each: the same pins change twice (superseded)
+        for i in range(60):
+            path = user / f"environments/dev/m-{i:03d}.yaml"
+            doc = yaml.safe_load(path.read_text())
+            path.write_text(yaml.safe_dump({**doc, "version": f"2.{round_}.{i}"}))
+        (user / "environments/dev/broken-yaml.yaml").write_text(f"model: [unclosed {round_}\n")
+        git(user, "commit", "-qam", f"round {round_}")
+    git(user, "push", "-q", "origin", "HEAD:main")
+    head = big.fetch()
+    moved = reader.advance(before, head)
+    fresh = SnapshotReader(big).load(head)
+    assert {k: (d.pin, d.digest, d.problems) for k, d in moved.desired.items()} == {
+        k: (d.pin, d.digest, d.problems) for k, d in fresh.desired.items()
+    }
+    assert moved.desired[("dev", "m-007")].version == "2.2.7"
+    assert moved.candidates is not None and ("production", "m-059") in moved.candidates
+    assert sorted((c.model, c.version) for c in moved.superseded if c.model == "m-007") == [
+        ("m-007", "2.0.7"),
+        ("m-007", "2.1.7"),
+    ]

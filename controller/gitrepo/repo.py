@@ -23,6 +23,7 @@ from git.exc import GitCommandError, InvalidGitRepositoryError, NoSuchPathError
 
 from controller.errors import GitError, UsageError
 from controller.gitrepo._common import parse_log, stderr_of
+from controller.gitrepo._stream import BlobFeed, stream_log
 from controller.gitrepo._worktree import WorktreeMixin
 from controller.gitrepo._write import WritingMixin
 from controller.history import CommitRecord
@@ -238,6 +239,16 @@ class GitRepo(WritingMixin, WorktreeMixin):
         except GitCommandError as exc:
             raise GitError(f"git log {rev} failed: {stderr_of(exc)}") from exc
         return list(parse_log(str(out)))
+
+    def stream_log(
+        self, rev: str, since: str | None, paths: Sequence[str] = (ENV_ROOT, STATUS_ROOT)
+    ) -> Iterator[CommitRecord]:
+        """Like `log` without messages, newest first, yielded while git still walks."""
+        return stream_log(self.repo.git_dir, rev, since, paths)
+
+    def blob_feed(self) -> BlobFeed:
+        """A cat-file that takes requests while other work goes on (see _stream.BlobFeed)."""
+        return BlobFeed(self.repo.git_dir)
 
     def last_changes(self, rev: str, paths: Iterable[str]) -> dict[str, str]:
         """path -> the first-parent commit that last changed it at `rev` (one walk for all paths)."""

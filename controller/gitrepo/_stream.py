@@ -1,0 +1,135 @@
+"""Streaming reads, so that Python's parsing overlaps git's walking.
+
+Place in the flow: under SnapshotReader.advance (catch-up after many commits). `stream_log`
+yields first-parent commits as `git log` prints them (newest first, no messages); a BlobFeed is a
+`git cat-file --batch` that takes requests while the log still runs and hands back blobs as they
+arrive, so the controller parses pins on one core while git walks history on the other.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import queue
+import subprocess
+import threading
+from collections.abc import Iterator, Sequence
+from typing import IO
+
+from controller.errors import GitError
+from controller.gitrepo._common import parse_log
+from controller.history import CommitRecord
+
+CHUNK = 1 << 16
+
+
+def stream_log(
+    git_dir: str | os.PathLike[str], rev: str, since: str | None, paths: Sequence[str]
+) -> Iterator[CommitRecord]:
+    """First-parent commits in since..rev touching `paths`, newest first, as git produces them."""
+    command = [
+        "git",
+        "log",
+        "--first-parent",
+        "--diff-merges=first-parent",
+        "--no-renames",
+        "--raw",
+        "-z",
+        "--no-abbrev",
+        "--format=%x01%H%x00%P%x00%ae%x00%cI%x00%x00",  # no message: a catch-up does not need it
+        f"{since}..{rev}" if since else rev,
+        "--",
+        *[p.rstrip("/") for p in paths],
+    ]
+    proc = subprocess.Popen(command, cwd=git_dir, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    stdout = proc.stdout
+    assert isinstance(stdout, io.BufferedReader)
+    pending = ""
+    try:
+        while chunk := stdout.read1(CHUNK):
+            pending += chunk.decode("utf-8", "surrogateescape")
+            cut = pending.rfind("\x01")
+            if cut > 0:  # everything before the last record start is complete
+                yield from parse_log(pending[:cut])
+                pending = pending[cut:]
+        yield from parse_log(pending)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        error = proc.stderr.read().decode(errors="replace").strip()
+        code = proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+    if code != 0:
+        raise GitError(f"git log {rev} failed: {error}")
+
+
+class BlobFeed:
+    """A `git cat-file --batch` fed while other work goes on; blobs come back in request order."""
+
+    def __init__(self, git_dir: str | os.PathLike[str]) -> None:
+        self._proc = subprocess.Popen(
+            ["git", "cat-file", "--batch"], cwd=git_dir, stdin=subprocess.PIPE, stdout=subprocess.PIPE
+        )
+        assert self._proc.stdin is not None and self._proc.stdout is not None
+        self._stdin: IO[bytes] = self._proc.stdin
+        self._asked: list[str] = []
+        self._got = 0
+        self._answers: queue.Queue[tuple[str, bytes] | BaseException] = queue.Queue()
+        self._reader = threading.Thread(target=self._read, args=(self._proc.stdout,), daemon=True)
+        self._reader.start()
+
+    def want(self, shas: Sequence[str]) -> None:
+        if shas:
+            self._asked.extend(shas)
+            self._stdin.write(("\n".join(shas) + "\n").encode())
+            self._stdin.flush()
+
+    def ready(self) -> Iterator[tuple[str, bytes]]:
+        """Blobs that have arrived, without waiting."""
+        while True:
+            try:
+                answer = self._answers.get_nowait()
+            except queue.Empty:
+                return
+            yield self._take(answer)
+
+    def rest(self) -> Iterator[tuple[str, bytes]]:
+        """Every blob still to come; stops asking for more."""
+        self._stdin.close()
+        while self._got < len(self._asked):
+            yield self._take(self._answers.get())
+
+    def close(self) -> None:
+        if not self._stdin.closed:
+            self._stdin.close()
+        if self._proc.poll() is None:
+            self._proc.kill()
+        self._proc.wait()
+
+    def _take(self, answer: tuple[str, bytes] | BaseException) -> tuple[str, bytes]:
+        if isinstance(answer, BaseException):
+            raise GitError(f"cat-file --batch: {answer}")
+        self._got += 1
+        return answer
+
+    def _read(self, stdout: IO[bytes]) -> None:
+        try:
+            while header := stdout.readline():
+                parts = header.split()
+                if len(parts) != 3:
+                    raise ValueError(b" ".join(parts).decode(errors="replace"))
+                data = stdout.read(int(parts[2]))
+                stdout.read(1)
+                self._answers.put((parts[0].decode(), data))
+        except (ValueError, OSError) as exc:
+            self._answers.put(exc)
+        finally:
+            stdout.close()
+
+    def __enter__(self) -> BlobFeed:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
