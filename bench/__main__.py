@@ -187,8 +187,35 @@ def main() -> int:
     for name, ok, why in verdicts:
         log(f"  {'PASS' if ok else 'FAIL'}  {name}: {why}")
     log(f"\nchecks: {json.dumps(main_data['checks'])}")
-    log(f"wrote {scale.out.relative_to(ROOT)}; whole bench took {wall:.0f} s")
+    steps_out = step_section(timed)
+    log(
+        f"wrote {scale.out.relative_to(ROOT)} and {steps_out.relative_to(ROOT)}; "
+        f"whole bench took {time.perf_counter() - started:.0f} s"
+    )
     return 0
+
+
+def step_section(timed: bool) -> Path:
+    """Issue 3's figure, in the same run: what one step costs the LocalExecutor, warm and cold."""
+    from bench.step_overhead import measure as measure_steps
+
+    steps = 8 if timed else 4
+    log(f"\nlocal executor, per step ({steps} trivial sequential Hera steps per workflow):")
+    rows = measure_steps(steps, 3 if timed else 1)
+    width = max(len(r["operation"]) for r in rows)
+    for r in rows:
+        ratio = r["ratio_vs_python_c_pass"]
+        log(f"  {r['operation']:<{width}}  {r['seconds'] * 1000:9.1f} ms  {ratio:6.2f}x python -c pass")
+    by = {r["operation"]: r["seconds"] for r in rows}
+    names = list(by)
+    python_c, hera, cold, warm = (by[n] for n in names[:4])
+    log(
+        f"  warm step / python -c pass: {warm / python_c:.2f}; cold step / hera import: {cold / hera:.2f}; "
+        f"warm is {cold / warm:.0f}x cheaper than cold"
+    )
+    out = ROOT / "bench" / ("results-steps.json" if timed else "results-steps-small.json")
+    out.write_text(json.dumps(rows, indent=2) + "\n")
+    return out
 
 
 if __name__ == "__main__":

@@ -136,28 +136,41 @@ def checked(
     for model in wanted:
         pins = {env: p for env in policy.order if (p := desired.get((env, model))) is not None}
         across = check_versions(pins, policy.order)
+        released: dict[str, tuple[str, str]] | None = None  # version -> (digest, env), built when needed
         for env, d in pins.items():
-            problem = across.get(env) or (_reused_version(d, recorded, policy) if d.valid else None)
+            problem = across.get(env)
+            if problem is None and d.valid and d.pin is not None:
+                if released is None:
+                    released = _released(model, recorded, policy)
+                problem = _reused_version(d, d.pin.version, released)
             out[(env, model)] = with_problem(d, problem) if problem is not None else d
     return out
 
 
-def _reused_version(d: DesiredPin, recorded: Mapping[Key, ModelStatus], policy: PromotionPolicy) -> Problem | None:
-    assert d.pin is not None
+def _released(model: str, recorded: Mapping[Key, ModelStatus], policy: PromotionPolicy) -> dict[str, tuple[str, str]]:
+    """Every version of a model some environment has deployed, with its spec digest."""
+    found: dict[str, tuple[str, str]] = {}
     for env in policy.order:
-        status = recorded.get((env, d.model))
-        if status is None:
-            continue
-        for ref in status.deployed:
-            if ref.version == d.pin.version and ref.spec_digest != d.digest:
-                return Problem(
-                    d.path,
-                    "training",
-                    f"version {ref.version} was already deployed in {env} as {ref.spec_digest[:19]}…; "
-                    "a released version cannot change its training spec (bump the version)",
-                    "immutable-version",
-                )
-    return None
+        status = recorded.get((env, model))
+        if status is not None:
+            for ref in status.deployed:
+                found.setdefault(ref.version, (ref.spec_digest, env))
+    return found
+
+
+def _reused_version(d: DesiredPin, version: str, released: Mapping[str, tuple[str, str]]) -> Problem | None:
+    if version not in released:
+        return None
+    digest, env = released[version]
+    if digest == d.digest:
+        return None
+    return Problem(
+        d.path,
+        "training",
+        f"version {version} was already deployed in {env} as {digest[:19]}…; "
+        "a released version cannot change its training spec (bump the version)",
+        "immutable-version",
+    )
 
 
 def _decide(

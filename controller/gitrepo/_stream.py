@@ -45,9 +45,24 @@ def stream_log(
     assert proc.stdout is not None and proc.stderr is not None
     stdout = proc.stdout
     assert isinstance(stdout, io.BufferedReader)
+    chunks: queue.Queue[bytes] = queue.Queue()
+
+    def pump() -> None:
+        """Drain git's output as fast as it comes, so git never waits on a full pipe while the
+        consumer is busy parsing."""
+        try:
+            while chunk := stdout.read1(CHUNK):
+                chunks.put(chunk)
+        except (OSError, ValueError):
+            pass
+        finally:
+            chunks.put(b"")
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
     pending = ""
     try:
-        while chunk := stdout.read1(CHUNK):
+        while chunk := chunks.get():
             pending += chunk.decode("utf-8", "surrogateescape")
             cut = pending.rfind("\x01")
             if cut > 0:  # everything before the last record start is complete
@@ -57,9 +72,10 @@ def stream_log(
     finally:
         if proc.poll() is None:
             proc.kill()
+        reader.join()
         error = proc.stderr.read().decode(errors="replace").strip()
         code = proc.wait()
-        proc.stdout.close()
+        stdout.close()
         proc.stderr.close()
     if code != 0:
         raise GitError(f"git log {rev} failed: {error}")
