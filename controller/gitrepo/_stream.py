@@ -21,6 +21,7 @@ from controller.gitrepo._common import parse_log
 from controller.history import CommitRecord
 
 CHUNK = 1 << 16
+PIPE_ROOM = 1 << 15
 
 
 def stream_log(
@@ -58,21 +59,34 @@ def stream_log(
         finally:
             chunks.put(b"")
 
-    reader = threading.Thread(target=pump, daemon=True)
-    reader.start()
-    pending = ""
+    # A small range (a poll after one merge) fits in the pipe: read it here, no thread. A big one
+    # gets a pump thread once its output passes what the pipe could hold anyway.
+    early = b""
+    while len(early) < PIPE_ROOM and (piece := stdout.read1(CHUNK)):
+        early += piece
+    reader: threading.Thread | None = None
+    if len(early) >= PIPE_ROOM:
+        reader = threading.Thread(target=pump, daemon=True)
+        reader.start()
+    else:
+        chunks.put(b"")  # everything is in `early`
+    pending = early  # bytes: a record start (0x01) never sits inside a UTF-8 sequence
     try:
-        while chunk := chunks.get():
-            pending += chunk.decode("utf-8", "surrogateescape")
-            cut = pending.rfind("\x01")
+        while True:
+            cut = pending.rfind(b"\x01")
             if cut > 0:  # everything before the last record start is complete
-                yield from parse_log(pending[:cut])
+                yield from parse_log(pending[:cut].decode("utf-8", "surrogateescape"))
                 pending = pending[cut:]
-        yield from parse_log(pending)
+            chunk = chunks.get()
+            if not chunk:
+                break
+            pending += chunk
+        yield from parse_log(pending.decode("utf-8", "surrogateescape"))
     finally:
         if proc.poll() is None:
             proc.kill()
-        reader.join()
+        if reader is not None:
+            reader.join()
         error = proc.stderr.read().decode(errors="replace").strip()
         code = proc.wait()
         stdout.close()
