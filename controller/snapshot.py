@@ -20,8 +20,8 @@ import yaml
 
 from controller.errors import GitError
 from controller.forking import Forked
-from controller.gitrepo import BlobFeed, GitRepo
-from controller.history import CommitRecord
+from controller.gitrepo import BlobFeed, GitRepo, TreeDiff
+from controller.history import CommitRecord, FileChange
 from controller.models import ModelStatus, Phase, PromotionPolicy
 from controller.pins import (
     ENV_ROOT,
@@ -180,10 +180,11 @@ class SnapshotReader:
     def _advance(self, snap: Snapshot, head: str) -> Snapshot:
         if snap.policy is None:
             return self.load(head)
-        records = self._read_range(snap.head, head, self._reader(snap.policy))
-        if records is None:  # the policy changed: everything may mean something else now
+        ranged = self._read_range(snap.head, head, self._reader(snap.policy))
+        if ranged is None:  # the policy changed: everything may mean something else now
             return self.load(head)
-        touched = {c.path for r in records for c in r.changes}
+        records, status_changes = ranged
+        touched = {c.path for r in records for c in r.changes} | {c.path for c in status_changes}
         reader = self._reader(snap.policy)
         new = replace(
             snap,
@@ -198,12 +199,11 @@ class SnapshotReader:
             adopting=False,
         )
         last = _last_touch(records)
-        for record in records:
-            for change in record.changes:
-                if change.new_blob is None:
-                    new.files.pop(change.path, None)
-                else:
-                    new.files[change.path] = change.new_blob
+        for change in [c for r in records for c in r.changes] + status_changes:
+            if change.new_blob is None:
+                new.files.pop(change.path, None)
+            else:
+                new.files[change.path] = change.new_blob
         models: set[str] = set()
         for path in touched:
             status_key = split_status_path(path)
@@ -237,27 +237,36 @@ class SnapshotReader:
         self._prune(new)
         return new
 
-    def _read_range(self, old: str, head: str, reader: PinReader) -> list[CommitRecord] | None:
-        """The commits old..head (oldest first), with every new blob in them parsed.
+    def _read_range(self, old: str, head: str, reader: PinReader) -> tuple[list[CommitRecord], list[FileChange]] | None:
+        """The commits old..head that touch pins (oldest first) and the end state of status files,
+        with every new blob in them parsed.
 
-        The log streams; once a range needs more than a few blobs, a cat-file fetches them while
-        git still walks and they are parsed as they arrive, so the two overlap. None: the range
-        changes policy.yaml.
+        Pins need every commit (source commits, superseded changes): the log streams, and once a
+        range needs more than a few blobs a cat-file fetches them while git still walks, parsed
+        as they arrive. Statuses need only where the range ends: one tree diff, running beside
+        the log. None: the range changes policy.yaml.
         """
         records: list[CommitRecord] = []
         asked: dict[str, str] = {}  # blob -> a path that holds it
         feed: BlobFeed | None = None
+        one = self.repo.commit_record(head)
+        if one.parents[:1] == (old,):  # the usual poll: one new commit, one tree diff, no log
+            changes = self.repo.tree_diff(old, head, (ENV_ROOT, STATUS_ROOT)).result()
+            pins = tuple(c for c in changes if c.path.startswith(ENV_ROOT))
+            commits: Iterable[CommitRecord] = [replace(one, changes=pins)] if pins else []
+            statuses: TreeDiff | list[FileChange] = [c for c in changes if c.path.startswith(STATUS_ROOT)]
+        else:
+            statuses = self.repo.tree_diff(old, head, (STATUS_ROOT,))
+            commits = self.repo.stream_log(head, old, (ENV_ROOT,))
         try:
-            for record in self.repo.stream_log(head, old):
+            for record in commits:
                 records.append(record)
                 fresh: list[str] = []
                 for change in record.changes:
                     blob, path = change.new_blob, change.path
                     if path == POLICY_PATH:
                         return None
-                    if blob is None or blob in asked:
-                        continue
-                    if blob in self._statuses if path.startswith(STATUS_ROOT) else reader.known(path, blob):
+                    if blob is None or blob in asked or reader.known(path, blob):
                         continue
                     asked[blob] = path
                     fresh.append(blob)
@@ -268,7 +277,12 @@ class SnapshotReader:
                     feed.want(fresh)
                     for blob, data in feed.ready():
                         self._ingest(asked[blob], blob, data)
+            status_changes = statuses if isinstance(statuses, list) else statuses.result()
+            more = [c for c in status_changes if c.new_blob and c.new_blob not in self._statuses]
+            for change in more:
+                asked.setdefault(change.new_blob or "", change.path)
             if feed is not None:
+                feed.want([c.new_blob for c in more if c.new_blob])
                 for blob, data in feed.rest():
                     self._ingest(asked[blob], blob, data)
             else:
@@ -280,10 +294,10 @@ class SnapshotReader:
         for record in records:  # an invalid pin's messages name its file: one parse per path
             for change in record.changes:
                 path, blob = change.path, change.new_blob
-                if blob and not path.startswith(STATUS_ROOT) and not reader.known(path, blob):
+                if blob and not reader.known(path, blob):
                     reader.prime(path, blob, self.repo.read_blob(blob))
         records.reverse()
-        return records
+        return records, status_changes
 
     def _ingest(self, path: str, blob: str, data: bytes) -> None:
         if path.startswith(STATUS_ROOT):

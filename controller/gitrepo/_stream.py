@@ -17,8 +17,8 @@ from collections.abc import Iterator, Sequence
 from typing import IO
 
 from controller.errors import GitError
-from controller.gitrepo._common import parse_log
-from controller.history import CommitRecord
+from controller.gitrepo._common import ZERO, parse_log
+from controller.history import CommitRecord, FileChange
 
 CHUNK = 1 << 16
 PIPE_ROOM = 1 << 15
@@ -163,3 +163,33 @@ class BlobFeed:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class TreeDiff:
+    """`git diff-tree -r` between two commits, started now, read later (it runs beside other work).
+
+    For status files only the end state of a range matters, not each commit's step: one tree
+    comparison instead of a per-commit walk.
+    """
+
+    def __init__(self, git_dir: str | os.PathLike[str], old: str, new: str, roots: Sequence[str]) -> None:
+        paths = [r.rstrip("/") for r in roots]
+        self._proc = subprocess.Popen(
+            ["git", "diff-tree", "-r", "-z", "--raw", "--no-renames", "--no-abbrev", old, new, "--", *paths],
+            cwd=git_dir,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+
+    def result(self) -> list[FileChange]:
+        out, err = self._proc.communicate()
+        if self._proc.returncode != 0:
+            raise GitError(f"git diff-tree failed: {err.decode(errors='replace').strip()}")
+        tokens = out.decode("utf-8", "surrogateescape").split("\0")
+        changes = []
+        for meta, path in zip(tokens[0::2], tokens[1::2], strict=False):
+            if not meta.startswith(":"):
+                continue
+            _om, _nm, old, new, status = meta[1:].split(" ")
+            changes.append(FileChange(path, None if old == ZERO else old, None if new == ZERO else new, status[0]))
+        return changes

@@ -15,6 +15,7 @@ import subprocess
 import tempfile
 import threading
 from collections.abc import Iterable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +24,10 @@ from git.exc import GitCommandError, InvalidGitRepositoryError, NoSuchPathError
 
 from controller.errors import GitError, UsageError
 from controller.gitrepo._common import parse_log, stderr_of
-from controller.gitrepo._stream import BlobFeed, stream_log
+from controller.gitrepo._stream import BlobFeed, TreeDiff, stream_log
 from controller.gitrepo._worktree import WorktreeMixin
 from controller.gitrepo._write import WritingMixin
-from controller.history import CommitRecord
+from controller.history import CommitRecord, FileChange
 from controller.pins import ENV_ROOT, STATUS_ROOT
 from controller.planner import CommitInfo
 from controller.trail import all_trailers
@@ -169,14 +170,25 @@ class GitRepo(WritingMixin, WorktreeMixin):
 
     def commit_message(self, sha: str) -> tuple[str, str]:
         """(author email, full message) of a commit, read from the object database."""
+        record = self.commit_record(sha)
+        return record.author_email, record.message
+
+    def commit_record(self, sha: str, changes: Sequence[FileChange] = ()) -> CommitRecord:
+        """A commit's header read in-process from the object database (no subprocess)."""
         raw = self.read_commit_object(sha)
-        header, _, body = raw.partition("\n\n")
-        author = ""
+        header, _, message = raw.partition("\n\n")
+        parents: list[str] = []
+        email, when = "", datetime.fromtimestamp(0, UTC)
         for line in header.splitlines():
-            if line.startswith("author "):
-                author = line[len("author ") :].split("<", 1)[-1].split(">", 1)[0]
-                break
-        return author, body
+            if line.startswith("parent "):
+                parents.append(line[7:].strip())
+            elif line.startswith("author "):
+                email = line.split("<", 1)[-1].split(">", 1)[0]
+            elif line.startswith("committer "):
+                stamp, zone = line.rsplit(" ", 2)[-2:]
+                offset = timedelta(hours=int(zone[1:3]), minutes=int(zone[3:5])) * (-1 if zone[0] == "-" else 1)
+                when = datetime.fromtimestamp(int(stamp), timezone(offset))
+        return CommitRecord(sha, tuple(parents), email, when, message, tuple(changes))
 
     def commit_info(self, sha: str, allowed_signers: bytes | None = None) -> CommitInfo:
         """Author, `Approved-by:` trailers and (given allowed signers) signature of a commit that set a pin."""
@@ -245,6 +257,10 @@ class GitRepo(WritingMixin, WorktreeMixin):
     ) -> Iterator[CommitRecord]:
         """Like `log` without messages, newest first, yielded while git still walks."""
         return stream_log(self.repo.git_dir, rev, since, paths)
+
+    def tree_diff(self, old: str, new: str, roots: Sequence[str]) -> TreeDiff:
+        """What changed under `roots` between two commits, computed beside other work."""
+        return TreeDiff(self.repo.git_dir, old, new, roots)
 
     def blob_feed(self) -> BlobFeed:
         """A cat-file that takes requests while other work goes on (see _stream.BlobFeed)."""
