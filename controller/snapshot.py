@@ -100,6 +100,7 @@ class SnapshotReader:
         return snap
 
     def _load(self, head: str, since: str | None) -> Snapshot:
+        newest_call = self.repo.log_async(head, (STATUS_ROOT,), reverse=False, max_count=1)
         files = self.repo.ls_tree(head)
         snap = Snapshot(head=head, files=files, policy=None, problems=[])
         policy = parse_policy(self._blob(files.get(POLICY_PATH)))
@@ -119,7 +120,10 @@ class SnapshotReader:
                 snap.problems.append(where)
             elif where is not None:
                 pins[path] = where
-        self._parse(
+        newest = newest_call.result()
+        reconciled = since or (parse_trailers(newest[0].message).get("Reconciled") if newest else None)
+        range_call = self.repo.log_async(head, (ENV_ROOT,), since=reconciled) if reconciled else None
+        self._parse(  # while git walks the range since the last reconciled commit
             [(p, files[p]) for p in pins if not reader.known(p, files[p])]
             + [(p, b) for p, b in statuses if b not in self._statuses]
         )
@@ -128,12 +132,10 @@ class SnapshotReader:
         snap.artifacts = artifacts_by_digest(snap.recorded.values())
         snap.adopting = not statuses
 
-        newest = self.repo.log(head, (STATUS_ROOT,), reverse=False, max_count=1)
-        reconciled = since or (parse_trailers(newest[0].message).get("Reconciled") if newest else None)
         records: list[CommitRecord] = []
-        if reconciled:
+        if range_call is not None:
             try:  # a reconciled commit that is not an ancestor (rewritten history) only widens the range
-                records = self.repo.log(head, (ENV_ROOT,), since=reconciled)
+                records = range_call.result()
             except GitError:  # ... and one that no longer exists means: no range, walk for sources
                 reconciled = None
         snap.reconciled = reconciled

@@ -193,3 +193,18 @@ class TreeDiff:
             _om, _nm, old, new, status = meta[1:].split(" ")
             changes.append(FileChange(path, None if old == ZERO else old, None if new == ZERO else new, status[0]))
         return changes
+
+
+class LogCall:
+    """A `git log --raw` started now and read later, so it runs while Python parses."""
+
+    def __init__(self, git_dir: str | os.PathLike[str], args: Sequence[str]) -> None:
+        self._proc = subprocess.Popen(
+            ["git", "log", *args], cwd=git_dir, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+
+    def result(self) -> list[CommitRecord]:
+        out, err = self._proc.communicate()
+        if self._proc.returncode != 0:
+            raise GitError(f"git log failed: {err.decode(errors='replace').strip()}")
+        return list(parse_log(out.decode("utf-8", "surrogateescape")))

@@ -17,14 +17,14 @@ import threading
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import git
 from git.exc import GitCommandError, InvalidGitRepositoryError, NoSuchPathError
 
 from controller.errors import GitError, UsageError
-from controller.gitrepo._common import parse_log, stderr_of
-from controller.gitrepo._stream import BlobFeed, TreeDiff, stream_log
+from controller.gitrepo._common import stderr_of
+from controller.gitrepo._stream import BlobFeed, LogCall, TreeDiff, stream_log
 from controller.gitrepo._worktree import WorktreeMixin
 from controller.gitrepo._write import WritingMixin
 from controller.history import CommitRecord, FileChange
@@ -33,6 +33,13 @@ from controller.planner import CommitInfo
 from controller.trail import all_trailers
 
 PIPELINE_FROM = 64  # below this many blobs, the warm object database is as fast
+
+
+def _more(stdout: IO[bytes], sha: str) -> bytes:
+    chunk = stdout.read1(1 << 20)  # type: ignore[attr-defined]
+    if not chunk:
+        raise GitError(f"cat-file --batch ended early, before {sha}")
+    return bytes(chunk)
 
 
 class GitRepo(WritingMixin, WorktreeMixin):
@@ -147,15 +154,22 @@ class GitRepo(WritingMixin, WorktreeMixin):
         writer = threading.Thread(target=feed, daemon=True)
         writer.start()
         done = False
+        buffer, at = b"", 0  # parsed out of big reads: a readline and two reads per blob cost more than git
         try:
             for sha in shas:
-                header = stdout.readline().split()
+                newline = buffer.find(b"\n", at)
+                while newline < 0:
+                    buffer, at = buffer[at:] + _more(stdout, sha), 0
+                    newline = buffer.find(b"\n")
+                header = buffer[at:newline].split()
                 if len(header) != 3:
                     raise GitError(f"cat-file --batch: {b' '.join(header).decode(errors='replace')} for {sha}")
-                size = int(header[2])
-                data = stdout.read(size)
-                stdout.read(1)  # the newline after each object
-                yield sha, data
+                start = newline + 1
+                end = start + int(header[2])
+                while len(buffer) < end + 1:  # the object and the newline after it
+                    buffer += _more(stdout, sha)
+                yield sha, buffer[start:end]
+                at = end + 1
             done = True
         finally:
             if not done:  # the caller stopped early or a read failed: do not wait on a blocked pipe
@@ -232,25 +246,30 @@ class GitRepo(WritingMixin, WorktreeMixin):
 
         ONE `git log --raw -z` for the whole range: never a subprocess per commit.
         """
-        args = [
-            "--no-renames",
-            "--raw",
-            "-z",
-            "--no-abbrev",
-            "--format=%x01%H%x00%P%x00%ae%x00%cI%x00%B%x00",
-        ]
+        return self.log_async(
+            rev, paths, since, reverse=reverse, first_parent=first_parent, max_count=max_count
+        ).result()
+
+    def log_async(
+        self,
+        rev: str,
+        paths: Sequence[str] = (ENV_ROOT, STATUS_ROOT),
+        since: str | None = None,
+        *,
+        reverse: bool = True,
+        first_parent: bool = True,
+        max_count: int | None = None,
+    ) -> LogCall:
+        """`log`, started now; `.result()` waits for it (it runs beside the caller's work)."""
+        args = ["--no-renames", "--raw", "-z", "--no-abbrev", "--format=%x01%H%x00%P%x00%ae%x00%cI%x00%B%x00"]
         if first_parent:
             args[:0] = ["--first-parent", "--diff-merges=first-parent"]
         if reverse:
             args.append("--reverse")
         if max_count is not None:
             args.append(f"--max-count={max_count}")
-        args.append(f"{since}..{rev}" if since else rev)
-        try:
-            out = self.git.log(*args, "--", *[p.rstrip("/") for p in paths])
-        except GitCommandError as exc:
-            raise GitError(f"git log {rev} failed: {stderr_of(exc)}") from exc
-        return list(parse_log(str(out)))
+        args += [f"{since}..{rev}" if since else rev, "--", *[p.rstrip("/") for p in paths]]
+        return LogCall(self.repo.git_dir, args)
 
     def stream_log(
         self, rev: str, since: str | None, paths: Sequence[str] = (ENV_ROOT, STATUS_ROOT)
