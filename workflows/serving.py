@@ -25,8 +25,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from controller.models import DNS_LABEL, DNS_LABEL_RE
 from workflows import store
-from workflows.steps.common import DNS_LABEL, DNS_LABEL_RE, check_label, write_json_atomic
+from workflows.steps.common import check_label, write_json_atomic
 
 MAX_BODY = 10 * 1024 * 1024
 

@@ -13,19 +13,13 @@ from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
 from controller import models
 from workflows import recipes, store
-from workflows.steps import common, evaluate
+from workflows.steps import common
 
 EXAMPLES = {
     "gradient-boosting": {"n_estimators": 5, "learning_rate": 0.2, "max_depth": 2, "subsample": 0.9, "seed": 3},
     "random-forest": {"n_estimators": 5, "max_depth": 3, "min_samples_leaf": 2, "seed": 3},
     "logistic-regression": {"C": 0.5, "max_iter": 300, "seed": 3},
 }
-
-
-def test_copies_of_the_contract_match_controller_models() -> None:
-    assert recipes.RECIPES == models.RECIPES
-    assert evaluate.METRICS == models.METRICS
-    assert common.DNS_LABEL == models.DNS_LABEL
 
 
 @pytest.mark.parametrize("recipe", sorted(models.RECIPES))

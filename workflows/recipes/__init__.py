@@ -1,26 +1,15 @@
 """Training recipes: a pin's `training.recipe` and `training.params` -> an unfitted estimator.
 
 Place in the flow: the train step (workflows/steps/train.py) builds the estimator here and fits
-it on the training split. The names and the parameters each recipe accepts are the same as
-controller.models.RECIPES (a test keeps them equal), so a pin that validates also builds.
+it on the training split. The names and the parameters each recipe accepts are
+controller.models.RECIPES, the table pins are validated against, so a pin that validates builds.
 `seed` becomes the estimator's random_state.
 """
 
 from typing import Any
 
+from controller.models import RECIPES
 from workflows.steps.common import CheckFailed
-
-RECIPES: dict[str, dict[str, type]] = {
-    "gradient-boosting": {
-        "n_estimators": int,
-        "learning_rate": float,
-        "max_depth": int,
-        "subsample": float,
-        "seed": int,
-    },
-    "random-forest": {"n_estimators": int, "max_depth": int, "min_samples_leaf": int, "seed": int},
-    "logistic-regression": {"C": float, "max_iter": int, "seed": int},
-}
 
 
 def _coerce(recipe: str, key: str, value: Any, kind: type) -> int | float:

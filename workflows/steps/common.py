@@ -21,11 +21,8 @@ from typing import Any, ParamSpec, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from controller.contract import CHECK_FAILED_EXIT, CHECK_FAILED_PREFIX
+from controller.models import DNS_LABEL, DNS_LABEL_RE
 
-# The same rule as controller.models.DNS_LABEL (a test keeps them equal); copied so that a step
-# does not import pydantic models it does not need.
-DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
-DNS_LABEL_RE = re.compile(DNS_LABEL)
 SHA256_HEX_RE = re.compile(r"^[0-9a-f]{64}$")
 
 P = ParamSpec("P")

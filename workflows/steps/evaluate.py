@@ -17,19 +17,10 @@ import numpy as np
 from hera.workflows import Parameter
 from numpy.typing import NDArray
 
+from controller.models import METRICS
 from workflows import datasets, store
 from workflows.steps.common import CheckFailed, checked, dumps, json_object_param, json_param, path_from_uri
 
-# Which way is better, as in controller.models.METRICS (a test keeps them equal).
-METRICS: dict[str, str] = {
-    "accuracy": "higher",
-    "balanced_accuracy": "higher",
-    "f1_macro": "higher",
-    "roc_auc": "higher",
-    "log_loss": "lower",
-    "p50_latency_ms": "lower",
-    "p95_latency_ms": "lower",
-}
 GATE_RE = re.compile(r"^\s*(>=|<=|>|<|==)\s*(\S+)\s*$")
 LATENCY_ROWS = 100
 OPS = {
