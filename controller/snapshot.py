@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from controller.errors import GitError
-from controller.forking import Forked
+from controller.forking import ChildFailed, Forked
 from controller.gitrepo import BlobFeed, GitRepo, TreeDiff
 from controller.history import CommitRecord, FileChange
 from controller.models import ModelStatus, Phase, PromotionPolicy
@@ -339,7 +339,11 @@ class SnapshotReader:
             self._parse_statuses(statuses)
             own = pins[len(share) :]
             self._prime(own, self._documents([b for b, _ in own]))  # while the child still works
-            self._prime(share, child.result())
+            try:
+                docs = child.result()
+            except ChildFailed:  # the fork died (out of memory, a signal): parse its share here instead
+                docs = self._documents([b for b, _ in share])
+            self._prime(share, docs)
         else:
             self._parse_statuses(statuses)
             for blob, data in self.repo.iter_blobs([b for b, _ in pins]):
