@@ -214,3 +214,42 @@ def test_reconcile_once_from_the_command_line(tmp_path: Path) -> None:
     assert (second.returncode, second.stdout) == (0, "")
     assert second.stderr.endswith(": every pin is in sync\n")
     assert git(repo.remote, "rev-parse", "main") == result["published"]
+
+
+def test_releasectl_serve_answers_predictions_for_the_live_version(setup: Setup) -> None:
+    import subprocess
+    import sys
+    import urllib.request
+
+    from sklearn.datasets import load_wine
+
+    command = [
+        sys.executable,
+        "-m",
+        "controller",
+        "serve",
+        "--env",
+        "production",
+        "--home",
+        str(setup.home.root),
+        "--port",
+        "0",
+    ]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        banner = proc.stdout.readline()
+        assert banner.startswith("serving environment production at http://127.0.0.1:"), banner
+        url = banner.split(" at ", 1)[1].split(" ", 1)[0]
+        body = json.dumps({"instances": load_wine().data[:3].tolist()}).encode()
+        request = urllib.request.Request(
+            f"{url}/v1/models/wine-classifier:predict", data=body, headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            answer = json.loads(response.read())
+        live = setup.status("production", "wine-classifier")["live"]["version"]
+        assert answer["model_version"] == live and len(answer["predictions"]) == 3
+        assert set(answer["predictions"]) <= {0, 1, 2}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

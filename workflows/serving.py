@@ -348,7 +348,7 @@ def serve(
 ) -> None:
     """Serve an environment's models until interrupted."""
     server = make_server(serving_dir, store_dir, environment, host, port, verbose=True)
-    print(f"serving environment {environment} at {server.url} (KServe v1: POST /v1/models/<model>:predict)")
+    print(f"serving environment {environment} at {server.url} (KServe v1: POST /v1/models/<model>:predict)", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
