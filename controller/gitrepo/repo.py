@@ -233,22 +233,14 @@ class GitRepo(WritingMixin, WorktreeMixin):
         return bytes(self.repo.odb.stream(bytes.fromhex(sha)).read()).decode("utf-8", "replace")
 
     def log(
-        self,
-        rev: str,
-        paths: Sequence[str] = (ENV_ROOT, STATUS_ROOT),
-        since: str | None = None,
-        *,
-        reverse: bool = True,
-        first_parent: bool = True,
-        max_count: int | None = None,
+        self, rev: str, paths: Sequence[str] = (ENV_ROOT, STATUS_ROOT), since: str | None = None, **options: Any
     ) -> list[CommitRecord]:
         """First-parent commits in since..rev that touch `paths`, with their changed files.
 
-        ONE `git log --raw -z` for the whole range: never a subprocess per commit.
+        ONE `git log --raw -z` for the whole range: never a subprocess per commit. `options` are
+        log_async's (reverse, first_parent, max_count).
         """
-        return self.log_async(
-            rev, paths, since, reverse=reverse, first_parent=first_parent, max_count=max_count
-        ).result()
+        return self.log_async(rev, paths, since, **options).result()
 
     def log_async(
         self,
