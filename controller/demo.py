@@ -75,6 +75,8 @@ class Demo:
         _git(self.root, "clone", "-q", "--bare", str(seed), str(self.remote))
         shutil.rmtree(seed)
         _git(self.root, "clone", "-q", self.remote.as_uri(), str(self.user))
+        _git(self.user, "config", "user.name", USER[0])  # Dana's own clone commits as Dana
+        _git(self.user, "config", "user.email", USER[1])
 
     def merge_pr(self, branch: str, title: str) -> str:
         """Merge `branch` into main with a merge commit, as a PR would, and push."""
