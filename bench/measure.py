@@ -295,7 +295,7 @@ class Bench:
         cs, gs, _ = self.paired(remote, self.raw.ls_remote, self.config.n(15), 2)
         self.result.checks["idle_pass_remote_blocked"] = {
             "blocked": key,
-            "pending": sorted(map("/".join, self.rec.snapshot.pending() if self.rec.snapshot else [])),
+            "pending": sorted(map("/".join, self.rec.snapshot.waiting if self.rec.snapshot else [])),
         }
         self.row(
             "idle_pass_remote_blocked",

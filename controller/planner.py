@@ -110,7 +110,7 @@ def plan(
         env, model = key
         d = checked_pins.get(key)
         r = recorded.get(key)
-        decision = _decide(key, d, r, desired, recorded, policy, evidence)
+        decision = _decide(key, d, r, recorded, policy, evidence)
         if isinstance(decision, Action):
             actions.append(decision)
         elif decision is None:
@@ -177,7 +177,6 @@ def _decide(
     key: Key,
     d: DesiredPin | None,
     r: ModelStatus | None,
-    desired: Mapping[Key, DesiredPin],
     recorded: Mapping[Key, ModelStatus],
     policy: PromotionPolicy,
     evidence: Evidence,

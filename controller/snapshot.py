@@ -65,9 +65,6 @@ class Snapshot:
     candidates: frozenset[Key] | None = None  # None: every key (full scan)
     waiting: set[Key] = field(default_factory=set)  # Blocked or Errored: kept up to date, never recomputed
 
-    def pending(self) -> set[Key]:
-        return self.waiting
-
     def record(self, key: Key, status: ModelStatus | None) -> None:
         if status is None:
             self.recorded.pop(key, None)

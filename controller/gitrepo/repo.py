@@ -294,10 +294,3 @@ class GitRepo(WritingMixin, WorktreeMixin):
     def changed_paths(self, base: str, rev: str) -> list[str]:
         out = self.git.diff("--name-only", "-z", "--no-renames", base, rev, "--", ENV_ROOT.rstrip("/"))
         return [p for p in str(out).split("\0") if p]
-
-    def is_ancestor(self, ancestor: str, rev: str) -> bool:
-        try:
-            self.git.merge_base("--is-ancestor", ancestor, rev)
-            return True
-        except GitCommandError:
-            return False
