@@ -42,7 +42,7 @@ bench: $(STAMP) ## Benchmarks against raw git plumbing (BENCH_SCALE=small for a 
 	$(BIN)/python -m bench
 
 schemas: $(STAMP) ## Regenerate schemas/*.json from the pydantic models
-	$(BIN)/python -m controller.schemas --write schemas
+	$(BIN)/python -m controller.core.schemas --write schemas
 
 golden: $(STAMP) ## Rewrite the golden workflow manifests under tests/golden
 	REGENERATE=1 $(BIN)/python -m pytest -q tests/test_workflows_golden.py

@@ -7,7 +7,7 @@ over years, in the real formats, so that the controller parses it for real.
 
 - environments/policy.yaml: order dev, staging, production; staging requires dev, production
   requires staging.
-- environments/<env>/<model>.yaml: ModelPin v1 (a recipe and params from controller.models.RECIPES,
+- environments/<env>/<model>.yaml: ModelPin v1 (a recipe and params from controller.core.models.RECIPES,
   `seed` included). A version's training spec is a function of (model, version), so the same version
   means the same spec in every environment, as the controller requires.
 - First-parent history of main: the initial release set, the controller's adoption (one status
@@ -15,7 +15,7 @@ over years, in the real formats, so that the controller parses it for real.
   (a new patch version in dev, or a promotion dev -> staging -> production), with an
   `Approved-by:` trailer. After every `status_every - 1` merges comes a status round: 1-3 status
   commits by the controller's identity, one file each exactly as the reconciler writes them
-  (controller.trail.next_status / render_status / message, with every `Releasectl-*` trailer),
+  (controller.core.trail.next_status / render_status / message, with every `Releasectl-*` trailer),
   recording outcomes of the pins the previous window of merges changed, with
   `Releasectl-Reconciled:` the head the controller had fetched then (PRs merged while it worked
   sit in between, as in life).
@@ -50,8 +50,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import IO, Any
 
-from controller.gitrepo import CONTROLLER
-from controller.models import (
+from controller.adapters.git import CONTROLLER
+from controller.core.models import (
     Action,
     ActionKind,
     GateResult,
@@ -61,8 +61,9 @@ from controller.models import (
     Phase,
     WorkflowRef,
 )
-from controller.pins import parse_pin, parse_policy
-from controller.trail import message, next_status, render_status, status_path
+from controller.core.paths import status_path
+from controller.core.pins import parse_pin, parse_policy
+from controller.core.trail import message, next_status, render_status
 
 GENERATOR_VERSION = 2
 ENVIRONMENTS = ("dev", "staging", "production")
@@ -605,7 +606,7 @@ def extend(
 
 def check_sample(repo: Path, count: int = 50) -> int:
     """Parse `count` pins and statuses at the head with the controller's parsers; returns how many."""
-    from controller.trail import parse_status
+    from controller.core.trail import parse_status
 
     listing = _git(repo, "ls-tree", "-r", "--name-only", "main").splitlines()
     policy = parse_policy(

@@ -32,13 +32,13 @@ from typing import Any
 
 from bench.generate import CACHE, ENVIRONMENTS, Shape, ensure, extend, status_record
 from bench.rawgit import Plumbing
-from controller import queries
-from controller.gitrepo import CONTROLLER, GitRepo, PendingCommit
-from controller.models import Plan
-from controller.planner import plan
-from controller.reconciler import Reconciler, gather_evidence
-from controller.render import dumps
-from controller.snapshot import Snapshot, SnapshotReader
+from controller.adapters.git import CONTROLLER, GitRepo, PendingCommit
+from controller.app import queries
+from controller.core.models import Plan
+from controller.core.planner import plan
+from controller.core.render import dumps
+from controller.loop.reconciler import Reconciler, gather_evidence
+from controller.loop.snapshot import Snapshot, SnapshotReader
 
 ROOTS = ("environments", "status")
 OPERATIONS = (

@@ -67,7 +67,7 @@ def _time_workflow(executor: Any, name: str, steps: int) -> float:
 
 
 def measure(steps: int, repeats: int) -> list[dict[str, Any]]:
-    from controller.executors.local import LocalExecutor
+    from controller.adapters.local.executor import LocalExecutor
 
     py = sys.executable
     python_c = _median(lambda: _time_process([py, "-c", "pass"]), max(repeats, 5))

@@ -1,5 +1,5 @@
 """`python -m controller`: the same entry point as the `releasectl` console script."""
 
-from controller.cli import main
+from controller.app.cli import main
 
 raise SystemExit(main())

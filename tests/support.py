@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from controller.contract import (
+from controller.core.contract import (
     CHECK_FAILED_EXIT,
     DEPLOY,
     EVALUATE,
@@ -33,7 +33,7 @@ from controller.contract import (
     TRAIN,
     UNDEPLOY,
 )
-from controller.executors.base import FAILED, OMITTED, SKIPPED, SUCCEEDED, NodeResult, WorkflowRun
+from controller.ports import FAILED, OMITTED, SKIPPED, SUCCEEDED, NodeResult, WorkflowRun
 
 ROOT = Path(__file__).resolve().parent.parent
 USER = ("Dana Scientist", "dana@example.com")

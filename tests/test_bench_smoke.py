@@ -15,8 +15,8 @@ import pytest
 from bench.__main__ import acceptance, collect, table
 from bench.generate import ENVIRONMENTS, Shape, ensure, extend
 from bench.measure import OPERATIONS, Config, run
-from controller.pins import parse_pin, parse_policy
-from controller.trail import parse_status, parse_trailers
+from controller.core.pins import parse_pin, parse_policy
+from controller.core.trail import parse_status, parse_trailers
 
 MODELS, MERGES = 20, 200
 

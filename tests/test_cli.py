@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from controller.cli import main
-from controller.gitrepo import GitRepo
-from controller.reconciler import Reconciler
+from controller.adapters.git import GitRepo
+from controller.app.cli import main
+from controller.loop.reconciler import Reconciler
 from tests.support import ROOT, Clone, ReleaseRepo, ScriptedExecutor, git, make_release_repo
 from workflows.builders import Target, manifest
 

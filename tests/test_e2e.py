@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 import yaml
 
-from controller.executors.base import OMITTED, SKIPPED, SUCCEEDED
-from controller.gitrepo import GitRepo
-from controller.models import Phase
-from controller.reconciler import Reconciler
-from controller.runtime import Home, compiler, local_executor
+from controller.adapters.git import GitRepo
+from controller.app.runtime import Home, compiler, local_executor
+from controller.core.models import Phase
+from controller.loop.reconciler import Reconciler
+from controller.ports import OMITTED, SKIPPED, SUCCEEDED
 from tests.support import Clone, ReleaseRepo, git, make_release_repo
 from workflows.serving import Router
 
@@ -166,7 +166,7 @@ def test_revert_rolls_back_without_training(setup: Setup) -> None:
 
 
 def test_demo_runs_the_whole_story(tmp_path: Path) -> None:
-    from controller.demo import run_demo
+    from controller.app.demo import run_demo
 
     lines: list[str] = []
     assert run_demo(workdir=str(tmp_path / "demo"), out=lines.append) == 0

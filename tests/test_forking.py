@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from controller.forking import ChildFailed, Forked
+from controller.loop.forking import ChildFailed, Forked
 
 
 def test_the_child_computes_in_another_process() -> None:

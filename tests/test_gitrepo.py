@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from controller.adapters.git import CONTROLLER, GitRepo, Identity, PendingCommit
 from controller.errors import GitError, UsageError
-from controller.gitrepo import CONTROLLER, GitRepo, Identity, PendingCommit
 from tests.support import git, make_release_repo
 
 

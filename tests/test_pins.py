@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from controller.models import ModelPin
-from controller.pins import DesiredPin, PinReader, check_versions, classify, parse_pin, parse_policy
-from controller.schemas import schema_files
+from controller.core.models import ModelPin
+from controller.core.pins import DesiredPin, PinReader, check_versions, classify, parse_pin, parse_policy
+from controller.core.schemas import schema_files
 
 ROOT = Path(__file__).resolve().parent.parent
 PATH = "environments/dev/tumor-classifier.yaml"
@@ -110,7 +110,7 @@ def test_a_list_document_is_rejected_as_a_whole() -> None:
 
 
 def test_every_example_pin_is_valid_and_schema_agrees_with_pydantic() -> None:
-    from controller.schemas import load_yaml, validator
+    from controller.core.schemas import load_yaml, validator
 
     pins = sorted((ROOT / "environments").glob("*/*.yaml"))
     assert len(pins) == 9

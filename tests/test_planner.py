@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from controller.models import ActionKind, DesiredRef, LiveRef, ModelPin, ModelStatus, Phase, PromotionPolicy
-from controller.pins import DesiredPin
-from controller.planner import CommitInfo, Evidence, SupersededChange, backoff_seconds, plan
-from controller.schemas import Problem
+from controller.core.models import ActionKind, DesiredRef, LiveRef, ModelPin, ModelStatus, Phase, PromotionPolicy
+from controller.core.pins import DesiredPin
+from controller.core.planner import CommitInfo, Evidence, SupersededChange, backoff_seconds, plan
+from controller.core.schemas import Problem
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 C1, C2, C3 = "1" * 40, "2" * 40, "3" * 40
@@ -56,7 +56,7 @@ def status(
     attempts: int = 0,
     finished: datetime | None = None,
 ) -> ModelStatus:
-    from controller.models import WorkflowRef
+    from controller.core.models import WorkflowRef
 
     return ModelStatus(
         model=MODEL,

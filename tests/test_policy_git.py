@@ -7,9 +7,9 @@ from pathlib import Path
 
 import yaml
 
-from controller.gitrepo import GitRepo
-from controller.models import Phase
-from controller.reconciler import Reconciler
+from controller.adapters.git import GitRepo
+from controller.core.models import Phase
+from controller.loop.reconciler import Reconciler
 from tests.support import REVIEWER, Clone, ScriptedExecutor, make_release_repo
 from workflows.builders import Target, manifest
 

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from controller import queries
-from controller.gitrepo import GitRepo
-from controller.models import Phase
-from controller.reconciler import PolicyInvalid, Reconciler
+from controller.adapters.git import GitRepo
+from controller.app import queries
+from controller.core.models import Phase
+from controller.loop.reconciler import PolicyInvalid, Reconciler
 from tests.support import Behaviour, Clone, ReleaseRepo, ScriptedExecutor, git, make_release_repo, trailers
 from workflows.builders import Target, manifest
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from controller import snapshot as snapshot_module
-from controller.gitrepo import GitRepo
-from controller.snapshot import SnapshotReader
+from controller.adapters.git import GitRepo
+from controller.loop import snapshot as snapshot_module
+from controller.loop.snapshot import SnapshotReader
 from tests.support import ROOT, git, make_release_repo
 
 TEMPLATE = yaml.safe_load((ROOT / "environments/dev/wine-classifier.yaml").read_text())

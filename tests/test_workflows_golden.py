@@ -14,8 +14,8 @@ import pytest
 import yaml
 from hera.workflows.models import Workflow as ArgoWorkflow
 
-from controller.models import Action, ActionKind, LiveRef, ModelPin
-from controller.schemas import load_yaml
+from controller.core.models import Action, ActionKind, LiveRef, ModelPin
+from controller.core.schemas import load_yaml
 from tests.argo_schema import errors
 from workflows.builders import Target, build, manifest
 

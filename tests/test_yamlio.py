@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from controller.yamlio import load_yaml
+from controller.core.yamlio import load_yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -5,7 +5,7 @@ compiled Argo Workflow (a dict), and gives it to an Executor (the LocalExecutor 
 the Argo Server on a cluster): the same manifest either way. Every step is a plain Python
 function in workflows/steps/, run by Hera's runner (`python -m hera.workflows.runner -e
 module:function`). The DAG task names and output parameters are the contract in
-controller/contract.py, which controller/outcomes.py folds back into an Outcome.
+controller/core/contract.py, which controller/core/outcomes.py folds back into an Outcome.
 
   deploy, training       validate-data -> train -> evaluate -> deploy | gates-failed
   deploy, existing       validate-data -> evaluate -> deploy | gates-failed
@@ -22,7 +22,7 @@ from typing import Any
 
 from hera.workflows import DAG, Env, RetryStrategy, RunnerScriptConstructor, Script, Task, Workflow
 
-from controller.contract import (
+from controller.core.contract import (
     DEPLOY,
     EVALUATE,
     GATES_FAILED,
@@ -33,7 +33,7 @@ from controller.contract import (
     UNDEPLOY,
     VALIDATE_DATA,
 )
-from controller.models import Action, ActionKind, ModelPin
+from controller.core.models import Action, ActionKind, ModelPin
 from workflows.steps import deploy as deploy_steps
 from workflows.steps import evaluate as evaluate_steps
 from workflows.steps import train as train_steps

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from controller.models import DNS_LABEL, DNS_LABEL_RE
+from controller.core.models import DNS_LABEL, DNS_LABEL_RE
 from workflows import store
 from workflows.steps.common import check_label, write_json_atomic
 

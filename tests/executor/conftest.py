@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
-from controller.executors.local import LocalExecutor
+from controller.adapters.local.executor import LocalExecutor
 
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from controller.executors import _local_expr as ex
-from controller.executors import _local_tags as tg
+from controller.adapters.local import expr as ex
+from controller.adapters.local import tags as tg
 
 
 @pytest.mark.parametrize(

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from hera.workflows import DAG, Parameter, Workflow
 
+from controller.adapters.local.executor import IGNORED_FIELDS, LocalExecutor, UnsupportedManifest
 from controller.errors import PermanentError
-from controller.executors.local import IGNORED_FIELDS, LocalExecutor, UnsupportedManifest
 from tests.executor import stepfns as s
 from tests.executor.conftest import ROOT, compiled, schema_errors
 
@@ -53,7 +53,7 @@ def test_the_base_manifest_is_accepted_and_ignored_fields_are_listed(tmp_path: P
     template(m, "add")["script"].update({"imagePullPolicy": "Always", "resources": {"limits": {"cpu": "1"}}})
     template(m, "add").update({"nodeSelector": {"k": "v"}, "tolerations": [], "securityContext": {}})
     assert schema_errors(m) == []
-    from controller.executors._local_manifest import check_manifest
+    from controller.adapters.local.dag import check_manifest
 
     plan = check_manifest(m)
     assert [t.name for t in plan.tasks] == ["a", "b", "c"]
@@ -210,7 +210,7 @@ def test_not_a_workflow(tmp_path: Path) -> None:
 
 def test_the_golden_builder_manifests_are_all_supported() -> None:
     yaml = pytest.importorskip("yaml")
-    from controller.executors._local_manifest import check_manifest
+    from controller.adapters.local.dag import check_manifest
 
     goldens = sorted((ROOT / "tests" / "golden").glob("*.yaml"))
     if not goldens:

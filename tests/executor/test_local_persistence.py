@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 from hera.workflows import DAG, Container, Parameter, Workflow
 
+from controller.adapters.local.executor import LocalExecutor, ManifestConflict, UnknownRun
+from controller.adapters.local.manifest import manifest_digest
+from controller.adapters.local.state import OwnerLock
 from controller.errors import TransientError
-from controller.executors._local_manifest import manifest_digest
-from controller.executors._local_state import OwnerLock
-from controller.executors.base import Executor
-from controller.executors.local import LocalExecutor, ManifestConflict, UnknownRun
+from controller.ports import Executor
 from tests.executor.conftest import compiled
 
 # Appends a line to the counter file, then sleeps the given seconds (0: none).

@@ -16,8 +16,8 @@ from typing import Any
 
 from hera.workflows import DAG, Container, Parameter, Workflow
 
-from controller.executors.base import WorkflowRun
-from controller.executors.local import LocalExecutor
+from controller.adapters.local.executor import LocalExecutor
+from controller.ports import WorkflowRun
 from tests.executor import stepfns as s
 from tests.executor.conftest import compiled
 

@@ -1,4 +1,4 @@
-"""Recipes build what controller.models.RECIPES allows; the skops store is verified and allow-listed."""
+"""Recipes build what controller.core.models.RECIPES allows; the skops store is verified and allow-listed."""
 
 import hashlib
 import json
@@ -11,7 +11,7 @@ from sklearn.datasets import load_iris
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
-from controller import models
+from controller.core import models
 from workflows import recipes, store
 from workflows.steps import common
 

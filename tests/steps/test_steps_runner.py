@@ -9,7 +9,7 @@ from pathlib import Path
 
 from step_support import SPEC, Place
 
-from controller.contract import CHECK_FAILED_EXIT, CHECK_FAILED_PREFIX
+from controller.core.contract import CHECK_FAILED_EXIT, CHECK_FAILED_PREFIX
 from workflows import datasets
 from workflows.steps.deploy import deploy
 from workflows.steps.validate_data import validate_data

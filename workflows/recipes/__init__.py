@@ -2,13 +2,13 @@
 
 Place in the flow: the train step (workflows/steps/train.py) builds the estimator here and fits
 it on the training split. The names and the parameters each recipe accepts are
-controller.models.RECIPES, the table pins are validated against, so a pin that validates builds.
+controller.core.models.RECIPES, the table pins are validated against, so a pin that validates builds.
 `seed` becomes the estimator's random_state.
 """
 
 from typing import Any
 
-from controller.models import RECIPES
+from controller.core.models import RECIPES
 from workflows.steps.common import CheckFailed
 
 

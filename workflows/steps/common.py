@@ -3,7 +3,7 @@
 Place in the flow: imported by every step in workflows/steps/ and by the modules they use
 (workflows/datasets.py, workflows/store.py, workflows/serving.py). A step that says "no" on
 purpose raises CheckFailed; the `checked` decorator turns it into the contract's exit code 2 with
-a last stderr line `releasectl-check-failed: <reason>` (controller/contract.py), which the
+a last stderr line `releasectl-check-failed: <reason>` (controller/core/contract.py), which the
 controller records as Failed. Any other exception is a crash (exit 1, Errored, retried).
 """
 
@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 from urllib.parse import unquote, urlsplit
 
-from controller.contract import CHECK_FAILED_EXIT, CHECK_FAILED_PREFIX
-from controller.models import DNS_LABEL, DNS_LABEL_RE
+from controller.core.contract import CHECK_FAILED_EXIT, CHECK_FAILED_PREFIX
+from controller.core.models import DNS_LABEL, DNS_LABEL_RE
 
 SHA256_HEX_RE = re.compile(r"^[0-9a-f]{64}$")
 

@@ -1,6 +1,6 @@
 """Step 4 of a deploy workflow: put the artifact live on the local serving target, by strategy.
 
-Place in the flow: the DAG task `deploy` (controller.contract.DEPLOY), after evaluate passed (or
+Place in the flow: the DAG task `deploy` (controller.core.contract.DEPLOY), after evaluate passed (or
 alone, for a rollback to an artifact this environment ran before), and `undeploy` (UNDEPLOY) for
 a deleted pin. It rewrites `<serving>/<environment>/<model>.json`, which the serving endpoint
 (workflows/serving.py) follows: `direct` switches after a health check, `blue-green` installs the

@@ -1,10 +1,10 @@
 """Step 3 of a deploy workflow: metrics on the held-out split, gates, regression against live.
 
-Place in the flow: the DAG task `evaluate` (controller.contract.EVALUATE), after train (or first,
+Place in the flow: the DAG task `evaluate` (controller.core.contract.EVALUATE), after train (or first,
 for a version trained in an earlier environment: the same artifact is evaluated against each
 environment's gates). It outputs `metrics`, `gates`, `passed` and echoes `artifact`; it exits 0
 even when a gate fails, and the builder then runs `gates_failed` (task `gates-failed`), which
-says no with the failed gates so that the run ends Failed. controller/outcomes.py folds these.
+says no with the failed gates so that the run ends Failed. controller/core/outcomes.py folds these.
 """
 
 import json
@@ -17,7 +17,7 @@ import numpy as np
 from hera.workflows import Parameter
 from numpy.typing import NDArray
 
-from controller.models import METRICS
+from controller.core.models import METRICS
 from workflows import datasets, store
 from workflows.steps.common import CheckFailed, checked, dumps, json_object_param, json_param, path_from_uri
 

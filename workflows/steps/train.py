@@ -1,6 +1,6 @@
 """Step 2 of a deploy workflow: train the pinned recipe on the pinned data, store the artifact.
 
-Place in the flow: the DAG task `train` (controller.contract.TRAIN), after validate-data and only
+Place in the flow: the DAG task `train` (controller.core.contract.TRAIN), after validate-data and only
 when no artifact with the pin's spec digest exists yet (build once, promote the same artifact).
 It fits the recipe (workflows/recipes) on the training split that evaluate will hold out the
 other side of, writes it to the content-addressed store (workflows/store.py, skops) and outputs

@@ -1,6 +1,6 @@
 """Step 1 of a deploy workflow: is the pinned data what the pin says, well formed, and not drifted?
 
-Place in the flow: the DAG task `validate-data` (controller.contract.VALIDATE_DATA), before train.
+Place in the flow: the DAG task `validate-data` (controller.core.contract.VALIDATE_DATA), before train.
 It loads the snapshot the pin names from the data catalog (which re-hashes it against the pin's
 digest), checks schema and completeness, and, when a reference snapshot is given (the data of
 the version live in this environment), the population stability index of every feature against

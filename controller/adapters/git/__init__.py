@@ -1,0 +1,7 @@
+"""The git adapter: the only package that uses gitpython (see repo.py)."""
+
+from controller.adapters.git._common import CONTROLLER, Identity, PendingCommit
+from controller.adapters.git._stream import BlobFeed, TreeDiff
+from controller.adapters.git.repo import GitRepo
+
+__all__ = ["CONTROLLER", "BlobFeed", "GitRepo", "Identity", "PendingCommit", "TreeDiff"]

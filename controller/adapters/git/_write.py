@@ -1,0 +1,120 @@
+"""Writing: status commits with plumbing and a temporary index, pushes, and rebase-and-retry.
+
+Place in the flow: step 5 of a pass (record). Never a force-push, never a write under
+environments/ for the controller.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+import time
+from collections.abc import Sequence
+from io import BytesIO
+from typing import Any
+
+from git.exc import GitCommandError
+from gitdb.base import IStream
+
+from controller.adapters.git._common import (
+    _REJECTED,
+    CONTROLLER,
+    Handle,
+    Identity,
+    PendingCommit,
+    message_file,
+    stderr_of,
+)
+from controller.core.paths import ENV_ROOT, STATUS_ROOT
+from controller.errors import GitError, PushRejected
+
+
+class WritingMixin(Handle):
+    def store_blob(self, data: bytes) -> str:
+        return str(self.repo.odb.store(IStream("blob", len(data), BytesIO(data))).hexsha.decode())
+
+    def write_commits(self, parent: str, commits: Sequence[PendingCommit], identity: Identity) -> str:
+        """Chain `commits` on `parent` with plumbing and a temporary index; returns the last sha."""
+        for pending in commits:
+            for path, _ in pending.files:
+                if path.startswith(ENV_ROOT) or not path.startswith(STATUS_ROOT):
+                    raise ValueError(f"the controller writes only under {STATUS_ROOT}, not {path}")
+        head = parent
+        with tempfile.TemporaryDirectory(prefix="releasectl-index-") as tmp:
+            env = {"GIT_INDEX_FILE": os.path.join(tmp, "index"), **identity.env()}
+            self.git.read_tree(head, env=env)
+            for pending in commits:
+                for path, data in pending.files:
+                    blob = self.store_blob(data)
+                    self.git.update_index("--add", "--cacheinfo", f"100644,{blob},{path}", env=env)
+                tree = self.git.write_tree(env=env)
+                head = self.git.commit_tree(tree, "-p", head, "-F", message_file(tmp, pending.message), env=env)
+        return str(head)
+
+    def push(self, sha: str) -> None:
+        """Fast-forward the remote branch to `sha`; a refusal is PushRejected. Never forced."""
+        try:
+            self.git.push("--porcelain", "origin", f"{sha}:refs/heads/{self.branch}")
+        except GitCommandError as exc:
+            text = stderr_of(exc) + str(exc.stdout or "")
+            if any(marker in text for marker in _REJECTED):
+                raise PushRejected(f"push to origin/{self.branch} was rejected (someone pushed meanwhile)") from exc
+            raise GitError(f"push to origin failed: {stderr_of(exc)}") from exc
+        self.git.update_ref(self.tracking, sha)
+
+    def publish(
+        self,
+        base: str,
+        commits: Sequence[PendingCommit],
+        identity: Identity = CONTROLLER,
+        *,
+        attempts: int = 6,
+        backoff_s: float = 0.05,
+        on_retry: Any = None,
+    ) -> str:
+        """Write `commits` on `base` and push; on rejection fetch, replay on the new head, retry."""
+        if not commits:
+            return base
+        parent = base
+        for attempt in range(1, attempts + 1):
+            head = self.write_commits(parent, commits, identity)
+            try:
+                self.push(head)
+                return head
+            except PushRejected:
+                if attempt == attempts:
+                    raise
+                if on_retry is not None:
+                    on_retry(attempt)
+                # The first rejection means one push landed meanwhile: fetching and replaying take long
+                # enough, so retry at once. Only repeated rejections (a busy branch) back off, with jitter.
+                if attempt > 1:
+                    time.sleep(backoff_s * 2 ** (attempt - 2) * (1 + random.random()))  # noqa: S311 - jitter
+                parent = self.fetch()
+        raise AssertionError("unreachable")
+
+    # -- what users do (CLI rollback / promote, the demo) -----------------------------------------
+
+    def commit_on(
+        self,
+        ref: str,
+        parent: str,
+        files: dict[str, bytes | None],
+        message: str,
+        identity: Identity | None = None,
+    ) -> str:
+        """A commit on `ref` (created or fast-forwarded) that writes or deletes `files`."""
+        with tempfile.TemporaryDirectory(prefix="releasectl-index-") as tmp:
+            env = {"GIT_INDEX_FILE": os.path.join(tmp, "index"), **(identity.env() if identity else {})}
+            self.git.read_tree(parent, env=env)
+            for path, data in files.items():
+                if data is None:
+                    self.git.update_index("--force-remove", path, env=env)
+                else:
+                    blob = self.store_blob(data)
+                    self.git.update_index("--add", "--cacheinfo", f"100644,{blob},{path}", env=env)
+            tree = self.git.write_tree(env=env)
+            sha = str(self.git.commit_tree(tree, "-p", parent, "-F", message_file(tmp, message), env=env))
+        self.git.update_ref(ref, sha)
+        return sha

@@ -1,0 +1,124 @@
+"""A finished workflow run -> the Outcome of an action (Deployed, Failed, Errored, Removed).
+
+Place in the flow: after the executor, before the status commit. Also the contract between the
+workflow builders (workflows/builders.py), the step functions (workflows/steps/) and the
+controller: the DAG task names, the output parameters each step writes, and the exit code that
+means "a check said no". Pure.
+
+Failed means a gate or a step's check said no (the user must act): the step exits with
+CHECK_FAILED_EXIT and its last stderr line says why. Errored means anything else went wrong
+(a crash, a deadline, the executor): the controller retries with backoff.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from controller.core.contract import (
+    CHECK_FAILED_EXIT,
+    CHECK_FAILED_PREFIX,
+    DEPLOY,
+    EVALUATE,
+    GATES_FAILED,
+    OUT_ARTIFACT,
+    OUT_GATES,
+    OUT_METRICS,
+    OUT_REPORT,
+    TASK_ORDER,
+    TRAIN,
+    UNDEPLOY,
+    VALIDATE_DATA,
+)
+from controller.core.models import Action, ActionKind, GateResult, Outcome, Phase, WorkflowRef
+from controller.ports import ERROR, FAILED, SUCCEEDED, WorkflowRun
+
+
+def _json(text: str | None, default: Any) -> Any:
+    if not text:
+        return default
+    try:
+        return json.loads(text)
+    except ValueError:
+        return default
+
+
+def fold(action: Action, run: WorkflowRun, executor: str) -> Outcome:
+    """What a finished run means for the release."""
+    ref = WorkflowRef(name=run.name, executor=executor, started=_second(run.started), finished=_second(run.finished))
+    nodes = run.nodes
+    evaluate = nodes.get(EVALUATE)
+    metrics: dict[str, float] = {}
+    gates: tuple[GateResult, ...] = ()
+    if evaluate is not None and evaluate.phase == SUCCEEDED:
+        metrics = {k: float(v) for k, v in _json(evaluate.outputs.get(OUT_METRICS), {}).items()}
+        gates = tuple(GateResult.model_validate(g) for g in _json(evaluate.outputs.get(OUT_GATES), []))
+    artifact = action.artifact
+    for task in (TRAIN, EVALUATE, DEPLOY):
+        node = nodes.get(task)
+        if node is not None and node.phase == SUCCEEDED and node.outputs.get(OUT_ARTIFACT):
+            artifact = node.outputs[OUT_ARTIFACT]
+    details: dict[str, Any] = {}
+    for task in (VALIDATE_DATA, DEPLOY, UNDEPLOY):
+        node = nodes.get(task)
+        if node is not None and node.phase == SUCCEEDED and node.outputs.get(OUT_REPORT):
+            details[task] = _json(node.outputs[OUT_REPORT], {})
+    common: dict[str, Any] = {
+        "action": action,
+        "artifact": artifact,
+        "metrics": metrics,
+        "gates": gates,
+        "workflow": ref,
+        "details": details,
+    }
+
+    if run.phase == SUCCEEDED:
+        if action.kind is ActionKind.REMOVE:
+            return Outcome(phase=Phase.REMOVED, reason=action.reason, **common)
+        deploy = nodes.get(DEPLOY)
+        if deploy is not None and deploy.phase == SUCCEEDED:
+            return Outcome(phase=Phase.DEPLOYED, reason=action.reason, **common)
+        failed = [g for g in gates if not g.passed]
+        if failed:
+            return Outcome(phase=Phase.FAILED, reason=gate_reason(failed), **common)
+        return Outcome(phase=Phase.ERRORED, reason=f"workflow {run.name} succeeded without deploying", **common)
+
+    if run.phase in (FAILED, ERROR):
+        for task in TASK_ORDER:
+            node = nodes.get(task)
+            if node is None or node.phase not in (FAILED, ERROR):
+                continue
+            if task == GATES_FAILED:
+                failed = [g for g in gates if not g.passed]
+                return Outcome(phase=Phase.FAILED, reason=gate_reason(failed) or node.message, **common)
+            message = node.message.removeprefix(CHECK_FAILED_PREFIX)
+            if node.phase == FAILED and node.exit_code == CHECK_FAILED_EXIT:
+                return Outcome(phase=Phase.FAILED, reason=f"{task}: {message}", **common)
+            return Outcome(phase=Phase.ERRORED, reason=f"{task} errored: {message or run.message}", **common)
+        return Outcome(phase=Phase.ERRORED, reason=f"workflow {run.name}: {run.message or run.phase}", **common)
+
+    return Outcome(phase=Phase.ERRORED, reason=f"workflow {run.name} did not finish ({run.phase})", **common)
+
+
+def _second(when: datetime | None) -> datetime | None:
+    return when.replace(microsecond=0) if when is not None else None
+
+
+def gate_reason(failed: list[GateResult] | tuple[GateResult, ...]) -> str:
+    parts = []
+    for g in failed:
+        value = "missing" if g.value is None else f"{g.value:.4g}"
+        what = "regression check" if g.kind == "regression" else "gate"
+        parts.append(f"{what} {g.metric} {g.op} {g.threshold:g} failed with {value}")
+    return "; ".join(parts)
+
+
+def record_only(action: Action, phase: Phase, now: datetime) -> Outcome:
+    """An outcome that needs no workflow: Blocked, Rejected, Superseded, or removing what never ran."""
+    return Outcome(
+        action=action,
+        phase=phase,
+        reason=action.reason,
+        workflow=WorkflowRef(name=action.workflow_name, executor="none", started=now, finished=now),
+    )

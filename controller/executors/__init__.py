@@ -1,5 +1,0 @@
-"""Executors run compiled Argo Workflow manifests: on this machine (local) or on a cluster (argo)."""
-
-from controller.executors.base import Executor, NodeResult, WorkflowRun
-
-__all__ = ["Executor", "NodeResult", "WorkflowRun"]
