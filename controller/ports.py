@@ -1,15 +1,30 @@
-"""The Executor protocol: how the reconciler runs a compiled workflow and reads what happened.
+"""Ports: the contracts between the controller and the engines that run its workflows. Plain data.
 
-Place in the flow: step 4 of a pass. The reconciler compiles an Action into an Argo Workflow
-manifest (workflows/builders.py), hands the manifest to an Executor, polls it, and folds the
-finished WorkflowRun into an Outcome (controller/core/outcomes.py). Implementations: LocalExecutor
-(runs the manifest's DAG on this machine) and, on a cluster, the Argo Server. Submission is
-idempotent by workflow name: submitting a manifest whose metadata.name already ran or runs
-attaches to that run instead of starting a second one (crash safety).
+Place in the flow: step 4 of a pass (git -> pins -> plan -> **executor** -> status commit). The
+reconciler compiles an Action into an Argo Workflow manifest (workflows/builders.py) and hands it
+to an Executor; a later pass (or an executor event) collects the finished WorkflowRun and folds it
+into an Outcome (controller/core/outcomes.py). Adapters implement the Executor:
+controller/adapters/local (runs the manifest's DAG on this machine, in a detached engine process
+that outlives the controller) and, on a cluster, the Argo Server. Nothing here imports an adapter,
+so pure code can name these types.
+
+The rules every Executor keeps:
+- `submit` is idempotent by `metadata.name`: a workflow that already exists under that name is
+  attached to when it is the same action (its labels and `releasectl.dev/spec-digest`,
+  `releasectl.dev/source-commit` annotations match), never started twice; a different workflow
+  under the name raises RunConflict.
+- `get`, `list` and `finished` never block; `wait_for_finished` blocks at most its timeout and
+  returns as soon as one of the named runs has finished (the executor's own events where it has
+  them, such as Argo's workflow-events stream, a cheap poll otherwise).
+- `stop` ends a run; its phase becomes Failed (Argo's "Stopped with strategy 'Stop'").
+- Each step reports its verdict through the output parameter `verdict` (contract.OUT_VERDICT),
+  JSON `{"verdict": "Succeeded" | "Failed" | "Errored", "reason": "..."}`, so the same contract
+  holds on any engine that keeps output parameters.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
@@ -19,6 +34,18 @@ PENDING, RUNNING, SUCCEEDED, FAILED, ERROR = "Pending", "Running", "Succeeded", 
 SKIPPED, OMITTED = "Skipped", "Omitted"
 FINISHED = frozenset({SUCCEEDED, FAILED, ERROR})
 
+# The labels and annotations every releasectl workflow carries (workflows/builders.py writes them).
+LABEL_PREFIX = "releasectl.dev"
+LABEL_ENVIRONMENT = f"{LABEL_PREFIX}/environment"
+LABEL_MODEL = f"{LABEL_PREFIX}/model"
+LABEL_VERSION = f"{LABEL_PREFIX}/version"
+LABEL_ACTION = f"{LABEL_PREFIX}/action"
+LABEL_MANAGED = f"{LABEL_PREFIX}/managed-by"  # value "releasectl": what `list` selects on
+ANNOTATION_SOURCE = f"{LABEL_PREFIX}/source-commit"
+ANNOTATION_SPEC = f"{LABEL_PREFIX}/spec-digest"
+ANNOTATION_ATTEMPT = f"{LABEL_PREFIX}/attempt"
+IDENTITY_KEYS = (LABEL_ENVIRONMENT, LABEL_MODEL, LABEL_ACTION, ANNOTATION_SOURCE, ANNOTATION_SPEC)
+
 
 @dataclass(frozen=True)
 class NodeResult:
@@ -27,7 +54,7 @@ class NodeResult:
     name: str  # the DAG task name, e.g. "train"
     template: str
     phase: str  # Succeeded | Failed | Error | Skipped | Omitted | Running | Pending
-    message: str = ""  # why it failed: the step's last stderr line locally, Argo's node message on a cluster
+    message: str = ""  # the engine's node message (locally: the step's last stderr line)
     exit_code: int | None = None
     outputs: dict[str, str] = field(default_factory=dict)  # output parameter name -> value
     started: datetime | None = None
@@ -43,10 +70,28 @@ class WorkflowRun:
     started: datetime | None = None
     finished: datetime | None = None
     nodes: dict[str, NodeResult] = field(default_factory=dict)  # task name -> result
+    labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
 
     @property
     def finished_ok(self) -> bool:
         return self.phase == SUCCEEDED
+
+    @property
+    def done(self) -> bool:
+        return self.phase in FINISHED
+
+
+def identity(metadata: Mapping[str, Any]) -> dict[str, str]:
+    """What makes two workflows the same action: labels and annotations named by IDENTITY_KEYS."""
+    labels = metadata.get("labels") or {}
+    annotations = metadata.get("annotations") or {}
+    both = {**labels, **annotations}
+    return {k: str(both[k]) for k in IDENTITY_KEYS if k in both}
+
+
+class RunConflict(Exception):
+    """A different workflow already holds the deterministic name (a hash clash or a foreign run)."""
 
 
 @runtime_checkable
@@ -54,17 +99,29 @@ class Executor(Protocol):
     name: str
 
     def submit(self, manifest: dict[str, Any]) -> str:
-        """Start the workflow (or attach to the run with the same metadata.name); its name."""
+        """Start the workflow, or attach to the run of the same name and action; its name."""
         ...
 
-    def poll(self, name: str) -> WorkflowRun:
-        """The run's state now; does not block."""
+    def get(self, name: str) -> WorkflowRun | None:
+        """The run's state now (None: no such run); does not block."""
         ...
 
-    def wait(self, name: str, timeout_s: float | None = None) -> WorkflowRun:
-        """Block until the run has finished (or the timeout passes); the run as it stands then."""
+    def list(self, labels: Mapping[str, str]) -> list[WorkflowRun]:
+        """Every run whose labels include `labels`; does not block."""
         ...
 
-    def stop(self, name: str) -> None:
-        """Stop a running workflow (its outcome becomes Superseded or Errored, by the caller's choice)."""
+    def finished(self, names: Collection[str]) -> dict[str, WorkflowRun]:
+        """Those of `names` that have finished (or vanished: then an Error run saying so)."""
+        ...
+
+    def wait_for_finished(self, names: Collection[str], timeout_s: float) -> bool:
+        """Block until one of `names` has finished or the timeout passed; whether one has."""
+        ...
+
+    def stop(self, name: str, message: str = "") -> None:
+        """End a running workflow (Argo's stop: it ends Failed); nothing when it has finished."""
+        ...
+
+    def close(self) -> None:
+        """Let go of connections and threads; runs in flight go on and are attached to later."""
         ...

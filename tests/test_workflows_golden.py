@@ -150,7 +150,16 @@ def test_steps_run_through_heras_runner_with_the_drift_reference_and_live_artifa
         "releasectl.dev/environment": "production",
         "releasectl.dev/model": "tumor-classifier",
         "releasectl.dev/action": "deploy",
+        "releasectl.dev/version": "1.0.0",
+        "releasectl.dev/managed-by": "releasectl",
     }
+    assert compiled["metadata"]["annotations"]["releasectl.dev/attempt"] == "0"
+    verdicts = {t["name"]: t["outputs"]["parameters"][0] for t in compiled["spec"]["templates"] if "script" in t}
+    assert set(verdicts) == {"validate-data", "train", "evaluate", "gates-failed", "deploy"}
+    assert all(
+        v == {"name": "verdict", "valueFrom": {"path": "/tmp/hera-outputs/parameters/verdict", "default": ""}}
+        for v in verdicts.values()
+    )
 
 
 def test_record_only_actions_have_no_workflow() -> None:

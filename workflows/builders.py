@@ -16,11 +16,13 @@ controller/core/contract.py, which controller/core/outcomes.py folds back into a
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from hera.workflows import DAG, Env, RetryStrategy, RunnerScriptConstructor, Script, Task, Workflow
+from hera.workflows import DAG, Env, Parameter, RetryStrategy, RunnerScriptConstructor, Script, Task, Workflow
+from hera.workflows.models import ValueFrom
 
 from controller.core.contract import (
     DEPLOY,
@@ -29,17 +31,31 @@ from controller.core.contract import (
     OUT_ARTIFACT,
     OUT_GATES,
     OUT_PASSED,
+    OUT_VERDICT,
     TRAIN,
     UNDEPLOY,
     VALIDATE_DATA,
+    VERDICT_PATH,
 )
 from controller.core.models import Action, ActionKind, ModelPin
+from controller.ports import (
+    ANNOTATION_ATTEMPT,
+    ANNOTATION_SOURCE,
+    ANNOTATION_SPEC,
+    LABEL_ACTION,
+    LABEL_ENVIRONMENT,
+    LABEL_MANAGED,
+    LABEL_MODEL,
+    LABEL_PREFIX,
+    LABEL_VERSION,
+)
 from workflows.steps import deploy as deploy_steps
 from workflows.steps import evaluate as evaluate_steps
 from workflows.steps import train as train_steps
 from workflows.steps import validate_data as validate_steps
 
-LABEL = "releasectl.dev"
+LABEL = LABEL_PREFIX
+LABEL_VALUE_RE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")  # a Kubernetes label value
 
 
 @dataclass(frozen=True)
@@ -78,14 +94,16 @@ def _workflow(action: Action, target: Target) -> Workflow:
         service_account_name=target.service_account,
         active_deadline_seconds=target.workflow_deadline_s,
         labels={
-            f"{LABEL}/environment": action.environment,
-            f"{LABEL}/model": action.model,
-            f"{LABEL}/action": action.kind.value,
+            LABEL_ENVIRONMENT: action.environment,
+            LABEL_MODEL: action.model,
+            LABEL_VERSION: action.version if LABEL_VALUE_RE.match(action.version) else "unknown",
+            LABEL_ACTION: action.kind.value,
+            LABEL_MANAGED: "releasectl",
         },
         annotations={
-            f"{LABEL}/version": action.version,
-            f"{LABEL}/source-commit": action.source_commit,
-            f"{LABEL}/spec-digest": action.spec_digest or "",
+            ANNOTATION_SOURCE: action.source_commit,
+            ANNOTATION_SPEC: action.spec_digest or "",
+            ANNOTATION_ATTEMPT: str(action.attempts),
         },
     )
 
@@ -100,6 +118,8 @@ def _script(fn: Callable[..., Any], name: str, target: Target, *, retry: bool = 
         active_deadline_seconds=str(target.step_deadline_s),
         retry_strategy=RetryStrategy(limit=str(target.retries), retry_policy="OnError") if retry else None,
         env=[Env(name="PYTHONUNBUFFERED", value="1")],
+        # Every step's verdict (controller/core/contract.py); empty when the step never got to say.
+        outputs=[Parameter(name=OUT_VERDICT, value_from=ValueFrom(path=VERDICT_PATH, default=""))],
     )
 
 

@@ -84,7 +84,8 @@ def test_train_then_evaluate_under_the_runner(shared: Place, tmp_path: Path) -> 
         tmp_path / "evaluate",
     )
     assert proc.returncode == 0, proc.stderr
-    assert sorted(p.name for p in out.iterdir()) == ["artifact", "gates", "metrics", "passed"]
+    assert sorted(p.name for p in out.iterdir()) == ["artifact", "gates", "metrics", "passed", "verdict"]
+    assert json.loads((out / "verdict").read_text()) == {"verdict": "Succeeded", "reason": ""}
     assert (out / "artifact").read_text() == artifact
     assert (out / "passed").read_text() == "true"
     assert json.loads((out / "metrics").read_text())["roc_auc"] > 0.9
@@ -112,6 +113,9 @@ def test_check_failed_exits_2_with_the_reason_last(shared: Place, tmp_path: Path
     assert last.endswith(f" does not match the pin's {sha[:12]}…")
     assert "Traceback" not in proc.stderr
     assert (out / "report").read_text() == ""  # empty output, so Argo keeps our reason
+    verdict = json.loads((out / "verdict").read_text())
+    assert verdict["verdict"] == "Failed"
+    assert verdict["reason"] == last.removeprefix(CHECK_FAILED_PREFIX)
 
 
 def test_gates_failed_and_a_crash(tmp_path: Path) -> None:
@@ -135,7 +139,7 @@ def test_gates_failed_and_a_crash(tmp_path: Path) -> None:
     )
     assert proc.returncode == CHECK_FAILED_EXIT
     assert proc.stderr.strip().splitlines()[-1] == f"{CHECK_FAILED_PREFIX}gate roc_auc >= 0.99 failed with 0.9712"
-    proc, _ = run_step(
+    proc, out = run_step(
         "workflows.steps.deploy:undeploy",
         {
             "environment": "dev",
@@ -147,3 +151,6 @@ def test_gates_failed_and_a_crash(tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert "only file:///absolute/path URIs are supported" in proc.stderr
     assert CHECK_FAILED_PREFIX not in proc.stderr
+    verdict = json.loads((out / "verdict").read_text())
+    assert verdict["verdict"] == "Errored"
+    assert verdict["reason"].startswith("ValueError: serving_uri 's3://bucket/serving': only file:///")

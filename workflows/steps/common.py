@@ -3,8 +3,9 @@
 Place in the flow: imported by every step in workflows/steps/ and by the modules they use
 (workflows/datasets.py, workflows/store.py, workflows/serving.py). A step that says "no" on
 purpose raises CheckFailed; the `checked` decorator turns it into the contract's exit code 2 with
-a last stderr line `releasectl-check-failed: <reason>` (controller/core/contract.py), which the
-controller records as Failed. Any other exception is a crash (exit 1, Errored, retried).
+a last stderr line `releasectl-check-failed: <reason>` (controller/core/contract.py), and every
+step writes its verdict output parameter (Succeeded, Failed with the reason, Errored for a crash),
+which the controller reads on any engine. Any other exception is a crash (exit 1, Errored, retried).
 """
 
 import functools
@@ -20,7 +21,14 @@ from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 from urllib.parse import unquote, urlsplit
 
-from controller.core.contract import CHECK_FAILED_EXIT, CHECK_FAILED_PREFIX
+from controller.core.contract import (
+    CHECK_FAILED_EXIT,
+    CHECK_FAILED_PREFIX,
+    OUT_VERDICT,
+    VERDICT_ERRORED,
+    VERDICT_FAILED,
+    VERDICT_SUCCEEDED,
+)
 from controller.core.models import DNS_LABEL, DNS_LABEL_RE
 
 SHA256_HEX_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -43,15 +51,34 @@ def checked(function: Callable[P, R]) -> Callable[P, R]:
     @functools.wraps(function)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
-            return function(*args, **kwargs)
+            result = function(*args, **kwargs)
         except CheckFailed as exc:
             _write_empty_outputs(function)
             reason = " ".join(str(exc).split()) or type(exc).__name__
+            write_verdict(VERDICT_FAILED, reason)
             sys.stdout.flush()
             print(f"{CHECK_FAILED_PREFIX}{reason}", file=sys.stderr, flush=True)
             raise SystemExit(CHECK_FAILED_EXIT) from None
+        except Exception as exc:
+            write_verdict(VERDICT_ERRORED, f"{type(exc).__name__}: {' '.join(str(exc).split())}")
+            raise
+        write_verdict(VERDICT_SUCCEEDED, "")
+        return result
 
     return wrapper
+
+
+def write_verdict(verdict: str, reason: str) -> None:
+    """The step's verdict as the `verdict` output parameter (controller/core/contract.py).
+
+    Only under the runner (hera__outputs_directory set); the reason is cut to 1,000 characters.
+    """
+    directory = os.environ.get("hera__outputs_directory")  # noqa: SIM112 - Hera's own spelling
+    if not directory:
+        return
+    path = Path(directory) / "parameters" / OUT_VERDICT
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(dumps({"verdict": verdict, "reason": reason[:1000]}))
 
 
 def _write_empty_outputs(function: Callable[..., Any]) -> None:

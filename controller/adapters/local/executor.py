@@ -62,7 +62,7 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -73,7 +73,7 @@ from controller.adapters.local.proc import WarmClient
 from controller.adapters.local.run import Launcher, Run
 from controller.adapters.local.state import OwnerLock, lock_is_free, read_json, run_from_dict, write_json
 from controller.errors import PermanentError, TransientError
-from controller.ports import FINISHED, WorkflowRun
+from controller.ports import ERROR, FINISHED, WorkflowRun
 
 __all__ = ["IGNORED_FIELDS", "LocalExecutor", "ManifestConflict", "UnknownRun", "UnsupportedManifest"]
 
@@ -208,7 +208,46 @@ class LocalExecutor:
                 return current
             time.sleep(0.2)
 
-    def stop(self, name: str) -> None:
+    def get(self, name: str) -> WorkflowRun | None:
+        """The run's state now; None when there is no run of that name."""
+        try:
+            return self.poll(name)
+        except UnknownRun:
+            return None
+
+    def list(self, labels: Mapping[str, str]) -> list[WorkflowRun]:
+        """Every run whose manifest's labels include `labels`."""
+        found = []
+        for manifest_path in sorted((self.home / "runs").glob("*/manifest.json")):
+            manifest = read_json(manifest_path) or {}
+            have = (manifest.get("metadata") or {}).get("labels") or {}
+            if all(have.get(k) == v for k, v in labels.items()):
+                run = self.get(manifest_path.parent.name)
+                if run is not None:
+                    found.append(run)
+        return found
+
+    def finished(self, names: Collection[str]) -> dict[str, WorkflowRun]:
+        done: dict[str, WorkflowRun] = {}
+        for name in names:
+            run = self.get(name)
+            if run is None:
+                done[name] = WorkflowRun(name, ERROR, f"the local executor has no run named {name!r}")
+            elif run.phase in FINISHED:
+                done[name] = run
+        return done
+
+    def wait_for_finished(self, names: Collection[str], timeout_s: float) -> bool:
+        end = time.monotonic() + timeout_s
+        while True:
+            if self.finished(names):
+                return True
+            left = end - time.monotonic()
+            if left <= 0:
+                return False
+            time.sleep(min(0.05, left))
+
+    def stop(self, name: str, message: str = "") -> None:
         """Kill the run's steps; it ends Failed with "Stopped with strategy 'Stop'"."""
         with self._lock:
             run = self._runs.get(name)
@@ -217,7 +256,7 @@ class LocalExecutor:
             if current.phase not in FINISHED and not lock_is_free(self.home / "runs" / name / "owner.lock"):
                 raise TransientError(f"run {name!r} is owned by another process; stop it there")
             return
-        run.stop("Stopped with strategy 'Stop'")
+        run.stop("Stopped with strategy 'Stop'" + (f": {message}" if message else ""))
         run.done.wait(_STOP_WAIT_S)
 
     # ---------------------------------------------------------------- lifetime
