@@ -198,13 +198,16 @@ class ScriptedExecutor:
     def poll(self, name: str) -> WorkflowRun:
         return self.runs[name]
 
-    def wait(self, name: str, timeout_s: float | None = None) -> WorkflowRun:
+    def get(self, name: str) -> WorkflowRun | None:
+        return self.runs.get(name)
+
+    def wait_for_finished(self, names: Any, timeout_s: float) -> bool:
         if self.on_wait is not None:
             hook, self.on_wait = self.on_wait, None
-            hook(name)
-        return self.runs[name]
+            hook(next(iter(names)))
+        return True
 
-    def stop(self, name: str) -> None:
+    def stop(self, name: str, message: str = "") -> None:
         pass
 
     def _run(self, manifest: dict[str, Any]) -> WorkflowRun:

@@ -196,7 +196,10 @@ class Reconciler:
             submitted.append((action, name))
         for action, name in submitted:
             try:
-                run = self.executor.wait(name, self.workflow_timeout_s)
+                self.executor.wait_for_finished([name], self.workflow_timeout_s)
+                run = self.executor.get(name)
+                if run is None:
+                    raise LookupError(f"the executor has no run named {name!r}")
             except Exception as exc:
                 outcomes.append(_errored(action, f"lost track of workflow {name}: {exc}", self.clock()))
                 continue
