@@ -125,3 +125,31 @@ class Executor(Protocol):
     def close(self) -> None:
         """Let go of connections and threads; runs in flight go on and are attached to later."""
         ...
+
+
+@runtime_checkable
+class Leadership(Protocol):
+    """Leader election (a coordination.k8s.io Lease on a cluster): only the leader runs passes.
+
+    The long-running loop asks `is_leader()` before a pass and again before it publishes; it must be
+    False as soon as the holder can no longer be sure that its lease is still valid (fencing: a
+    leader that cannot renew stops acting before its lease can expire for the others).
+    """
+
+    identity: str
+
+    def start(self) -> None:
+        """Begin campaigning and renewing in the background; returns at once."""
+        ...
+
+    def is_leader(self) -> bool:
+        """Whether this process holds the lease now and may act."""
+        ...
+
+    def wait_until_leader(self, timeout_s: float) -> bool:
+        """Block until this process leads or the timeout passed; whether it leads."""
+        ...
+
+    def release(self) -> None:
+        """Stop renewing and give the lease up (so a follower takes over at once); idempotent."""
+        ...
