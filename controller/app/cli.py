@@ -80,9 +80,11 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from controller.app import queries
+    from controller.app.inflight import local_runs, overlay
+    from controller.app.runtime import Home
     from controller.core.render import dumps, status_table
 
-    rows = queries.status(_repo(args), args.rev, args.env)
+    rows = overlay(queries.status(_repo(args), args.rev, args.env), local_runs(Home.resolve(args.home).runs))
     print(dumps(rows) if args.format == "json" else status_table(rows))
     return 0
 
@@ -102,6 +104,15 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     made = userops.rollback(_repo(args), args.model, args.env)
     print(f"{made.sha}  {made.summary}")
     say(f"committed on {made.ref}; push it (or open a PR) and the controller rolls back without training")
+    return 0
+
+
+def cmd_retry(args: argparse.Namespace) -> int:
+    from controller.app.retry import retry
+
+    made = retry(_repo(args), args.model, args.env)
+    print(f"{made.sha}  {made.summary}")
+    say(f"committed on {made.ref}; push it (or open a PR) and the controller runs the change again")
     return 0
 
 
@@ -202,6 +213,9 @@ def parser() -> argparse.ArgumentParser:
     st = add("status", cmd_status, "desired vs live per model and environment")
     repo_opts(st, ["table", "json"])
     st.add_argument("--env", help="one environment")
+    st.add_argument(
+        "--home", help="the local controller's state, for runs in flight (default: $RELEASECTL_HOME or ~/.local/...)"
+    )
 
     hi = add("history", cmd_history, "every pin change and outcome of a model, from git alone")
     hi.add_argument("model")
@@ -212,6 +226,11 @@ def parser() -> argparse.ArgumentParser:
     rb.add_argument("model")
     rb.add_argument("--env", required=True)
     rb.add_argument("--repo", default=".")
+
+    rt = add("retry", cmd_retry, "ask for a Failed outcome to run again: a commit on the current branch")
+    rt.add_argument("model", help="the model whose outcome failed")
+    rt.add_argument("--env", required=True, help="the environment where it failed")
+    rt.add_argument("--repo", default=".", help="a working clone of the release repo (default: .)")
 
     pr = add("promote", cmd_promote, "a commit on a new branch that copies a pin to the next environment")
     pr.add_argument("model")

@@ -83,7 +83,7 @@ def webhook_secret(path: str | None) -> bytes | None:
 def build(args: argparse.Namespace, log: Logger) -> tuple[Reconciler, Any, Callable[[], None]]:
     """The reconciler on its clone and executor; and how to let go of them."""
     from controller.adapters.git import CONTROLLER, GitRepo, Identity
-    from controller.app.runtime import Home, compiler, local_executor
+    from controller.app.runtime import Home, compiler, detached_executor
 
     if args.max_parallel < 1:
         raise UsageError("--max-parallel must be at least 1")
@@ -91,7 +91,7 @@ def build(args: argparse.Namespace, log: Logger) -> tuple[Reconciler, Any, Calla
     identity = Identity.parse(args.identity) if args.identity else CONTROLLER
     workdir = args.workdir or home.workdir(args.repo)
     repo = GitRepo.controller_clone(args.repo, workdir, args.branch)
-    executor = local_executor(home, on_event=(lambda line: log(f"  {line}")) if args.verbose else None)
+    executor = detached_executor(home, max_parallel=args.max_parallel)
     reconciler = Reconciler(
         repo,
         executor,
