@@ -112,9 +112,7 @@ def test_a_pass_returns_at_once_and_a_later_one_records_another_model_while_the_
     assert trailers(repo, "Releasectl-Phase")[:3] == ["Deployed", "Superseded", "Deployed"]
 
 
-def test_a_run_past_its_deadline_is_errored_then_retried_after_its_backoff(
-    tmp_path: Path, fast: FastExecutor
-) -> None:
+def test_a_run_past_its_deadline_is_errored_then_retried_after_its_backoff(tmp_path: Path, fast: FastExecutor) -> None:
     repo = make_release_repo(tmp_path, edit=single_env)
     offset = [timedelta(0)]
     rec = controller(repo, fast, workflow_timeout_s=1.0, clock=lambda: datetime.now(UTC) + offset[0])

@@ -62,8 +62,8 @@ import sys
 import threading
 import time
 import weakref
-from dataclasses import replace
 from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any
