@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+from controller import failpoints
 from controller.adapters.git import CONTROLLER, GitRepo, Identity, PendingCommit
 from controller.core.models import Action, ActionKind, ModelStatus, Outcome, Phase, WorkflowRef
 from controller.core.outcomes import fold, record_only
@@ -36,6 +37,7 @@ from controller.ports import (
     LABEL_ENVIRONMENT,
     LABEL_MANAGED,
     LABEL_MODEL,
+    PENDING,
     Executor,
     WorkflowRun,
 )
@@ -308,7 +310,7 @@ class Reconciler:
                 "train" if action.trains else ("rollback" if action.kind is ActionKind.ROLLBACK else action.kind.value)
             )
             try:
-                name = self.executor.submit(self.compile_action(action))
+                name = self._submit_one(action)
             except PermanentError as exc:
                 outcome = _errored(action, f"could not submit workflow: {exc}", now, executor=self.executor.name)
                 self._say_outcome(outcome)
@@ -330,6 +332,15 @@ class Reconciler:
                 workflow=name,
             )
         return outcomes
+
+    def _submit_one(self, action: Action) -> str:
+        """Attach when the executor already has the run (a restart: no manifest to build), else submit."""
+        name = action.workflow_name
+        existing = self.executor.get(name)
+        if existing is None or existing.phase == PENDING:  # submit is idempotent: a Pending run is re-queued
+            name = self.executor.submit(self.compile_action(action))
+            failpoints.hit("after-submit")
+        return name
 
     def _stop(self, name: str, why: str, result: PassResult) -> None:
         try:
