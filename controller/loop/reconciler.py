@@ -123,6 +123,7 @@ class Reconciler:
         self._found: dict[str, WorkflowRun] | None = None  # runs found at the executor at start
         self._deferred: set[Key] = set()  # queued by --max-parallel or build-once, or a block held back
         self._adopting = False  # adoption spans passes when --max-parallel queues some of it
+        self._finished: dict[str, WorkflowRun] | None = None  # what _something_landed found, for _collect
         self._infos: dict[str, CommitInfo] = {}
 
     # -- entry points -----------------------------------------------------------------------------
@@ -133,8 +134,8 @@ class Reconciler:
             if self.snapshot.policy is None:  # still the head whose policy cannot be read: still stalled
                 raise PolicyInvalid(self.snapshot.problems)
             snap = self.reader.advance(self.snapshot, self.snapshot.head)
-            if not snap.candidates and not self.in_flight:
-                return PassResult(head=snap.head)
+            if not snap.candidates and not self._something_landed():
+                return PassResult(head=snap.head, in_flight=len(self.in_flight))  # idle: cost follows the change
             return self.reconcile_snapshot(snap)  # nothing new: collect runs, re-check Blocked and Errored
         head = self.repo.fetch()
         snap = self.reader.load(head) if self.snapshot is None or full else self.reader.advance(self.snapshot, head)
@@ -219,11 +220,23 @@ class Reconciler:
         self.snapshot = snap
         return result
 
+    def _something_landed(self) -> bool:
+        """Whether a run in flight finished or ran past its deadline (one cheap executor call)."""
+        if not self.in_flight:
+            return False
+        self._finished = self.executor.finished([f.name for f in self.in_flight.values()])
+        if self._finished:
+            return True
+        oldest = min(f.submitted for f in self.in_flight.values())
+        return self.clock() - oldest > timedelta(seconds=self.workflow_timeout_s)
+
     def _collect(self, now: datetime, result: PassResult) -> list[Outcome]:
         """Finished runs become outcomes; runs past the deadline are stopped and Errored."""
         if not self.in_flight:
             return []
-        finished = self.executor.finished([f.name for f in self.in_flight.values()])
+        finished, self._finished = self._finished, None
+        if finished is None:
+            finished = self.executor.finished([f.name for f in self.in_flight.values()])
         outcomes: list[Outcome] = []
         for key, flight in list(self.in_flight.items()):
             run = finished.get(flight.name)
