@@ -49,3 +49,36 @@ class WorktreeMixin(Handle):
         self.git.checkout(rev, "--", path)
         self.git.commit("-m", message, "--", path)
         return self.rev("HEAD")
+
+    def worktree_commit(self) -> str:
+        """A commit of the files in front of the user (tracked and untracked, not ignored), HEAD as parent.
+
+        What `releasectl validate` reads by default, like a linter: nothing moves (no ref, no change
+        to the user's index); the commit is a loose object that `git gc` prunes, as `git stash create`'s.
+        Works in a repository with no commit yet.
+        """
+        import os
+        import tempfile
+
+        try:
+            parent = [str(self.git.rev_parse("--verify", "--quiet", "HEAD^{commit}"))]
+        except GitCommandError:
+            parent = []
+        with tempfile.TemporaryDirectory(prefix="releasectl-index-") as tmp:
+            env = {
+                "GIT_INDEX_FILE": os.path.join(tmp, "index"),
+                "GIT_AUTHOR_NAME": "releasectl validate",
+                "GIT_AUTHOR_EMAIL": "releasectl@noreply.invalid",
+                "GIT_COMMITTER_NAME": "releasectl validate",
+                "GIT_COMMITTER_EMAIL": "releasectl@noreply.invalid",
+            }
+            try:
+                with self.git.custom_environment(**env):
+                    if parent:
+                        self.git.read_tree(parent[0])
+                    self.git.add("-A")
+                    tree = str(self.git.write_tree())
+                    args = [tree, *(x for p in parent for x in ("-p", p)), "-m", "releasectl: the working tree"]
+                    return str(self.git.commit_tree(*args))
+            except GitCommandError as exc:
+                raise GitError(f"could not read the working tree of {self.path}: {stderr_of(exc)}") from exc
