@@ -8,6 +8,7 @@ from __future__ import annotations
 from git.exc import GitCommandError
 
 from controller.adapters.git._common import Handle, stderr_of
+from controller.core.paths import ENV_ROOT, STATUS_ROOT
 from controller.errors import GitError
 
 
@@ -51,7 +52,7 @@ class WorktreeMixin(Handle):
         return self.rev("HEAD")
 
     def worktree_commit(self) -> str:
-        """A commit of the files in front of the user (tracked and untracked, not ignored), HEAD as parent.
+        """A commit of environments/ and status/ as they are on disk (untracked files too), HEAD as parent.
 
         What `releasectl validate` reads by default, like a linter: nothing moves (no ref, no change
         to the user's index); the commit is a loose object that `git gc` prunes, as `git stash create`'s.
@@ -76,7 +77,12 @@ class WorktreeMixin(Handle):
                 with self.git.custom_environment(**env):
                     if parent:
                         self.git.read_tree(parent[0])
-                    self.git.add("-A")
+                    for root in (ENV_ROOT, STATUS_ROOT):  # only what a snapshot reads
+                        try:
+                            self.git.add("-A", "--", root.rstrip("/"))
+                        except GitCommandError as exc:
+                            if "did not match" not in stderr_of(exc):
+                                raise
                     tree = str(self.git.write_tree())
                     args = [tree, *(x for p in parent for x in ("-p", p)), "-m", "releasectl: the working tree"]
                     return str(self.git.commit_tree(*args))
