@@ -130,6 +130,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
 def cmd_reconcile(args: argparse.Namespace) -> int:
     from controller.adapters.git import CONTROLLER, GitRepo, Identity
     from controller.app import report
+    from controller.app.progress import Progress
     from controller.app.runtime import Home, compiler, local_executor
     from controller.loop.reconciler import PolicyInvalid, Reconciler
 
@@ -138,8 +139,9 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     identity = Identity.parse(args.identity) if args.identity else CONTROLLER
     workdir = args.workdir or home.workdir(args.repo)
     repo = GitRepo.controller_clone(args.repo, workdir, args.branch)
-    with local_executor(home, on_event=(lambda line: say(f"  {line}")) if args.verbose else None) as executor:
-        reconciler = Reconciler(repo, executor, compiler(home), identity=identity, log=say)
+    progress = Progress(say, verbose=args.verbose, live=sys.stderr if sys.stderr.isatty() else None)
+    with local_executor(home, on_event=progress.event) as executor:
+        reconciler = Reconciler(repo, executor, compiler(home), identity=identity, log=progress.log)
         if args.interval is not None:
             reconciler.run(args.interval)
             return 0
@@ -147,6 +149,8 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
             result = reconciler.reconcile(full=True)
         except PolicyInvalid:
             return 1  # the reconciler has said each problem once, as an error line
+        finally:
+            progress.close()
     summary = report.summarize(repo, result)
     if args.format == "json":
         _json(summary.as_dict())
@@ -298,7 +302,7 @@ def parser() -> argparse.ArgumentParser:
         help="exit 1 when a pin ends the pass in one of these phases, e.g. Failed,Errored,Blocked "
         "(default: none: exit 0 whenever the pass completed)",
     )
-    rec.add_argument("-v", "--verbose", action="store_true", help="print every workflow step")
+    rec.add_argument("-v", "--verbose", action="store_true", help="print every workflow step, not only workflows")
 
     val = add(
         "validate",
