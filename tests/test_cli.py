@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -11,7 +12,7 @@ import pytest
 import yaml
 
 from controller.adapters.git import GitRepo
-from controller.app.cli import main
+from controller.app.cli import main, parser
 from controller.loop.reconciler import Reconciler
 from tests.support import ROOT, Clone, ReleaseRepo, ScriptedExecutor, git, make_release_repo
 from workflows.builders import Target, manifest
@@ -188,3 +189,141 @@ def test_usage_and_runtime_errors_are_one_line(capsys: pytest.CaptureFixture[str
 def test_python_dash_m_controller_is_the_same_cli() -> None:
     out = subprocess.run([sys.executable, "-m", "controller", "--version"], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "releasectl 0.1.0"
+
+
+# -- conventions (issue 11, item 10) ---------------------------------------------------------------
+
+
+def _subcommands() -> dict[str, argparse.ArgumentParser]:
+    top = parser()
+    action = next(a for a in top._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(action.choices)
+
+
+def test_every_flag_has_help_and_shows_its_default_and_every_subcommand_ends_with_an_example() -> None:
+    subcommands = _subcommands()
+    assert sorted(subcommands) == sorted(
+        [
+            "completion",
+            "datasets",
+            "demo",
+            "history",
+            "plan",
+            "promote",
+            "recipes",
+            "reconcile",
+            "rollback",
+            "serve",
+            "status",
+            "validate",
+        ]
+    )
+    for name, sub in subcommands.items():
+        text = sub.format_help()
+        example = text.rstrip().rsplit("\nexample:\n", 1)
+        assert len(example) == 2 and example[1].lstrip().startswith(f"releasectl {name}"), name
+        for action in sub._actions:
+            assert action.help, f"{name} {action.option_strings or action.dest} has no help"
+            if action.option_strings and action.default not in (None, False, argparse.SUPPRESS):
+                flat = " ".join(text.split())
+                assert f"(default: {action.default})" in flat or "(default: " in (action.help or ""), (
+                    f"{name} {action.option_strings[0]} does not show its default {action.default!r}"
+                )
+
+
+def test_traceback_works_before_and_after_the_subcommand(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    for args in (
+        ["--traceback", "status", "--repo", str(tmp_path)],
+        ["status", "--repo", str(tmp_path), "--traceback"],
+    ):
+        code, _, err = run(capsys, *args)
+        assert code == 2
+        assert err.startswith("Traceback (most recent call last):")
+        assert err.endswith(f"error: {tmp_path}: not a git repository\n")
+
+
+def test_a_subcommands_usage_error_shows_that_subcommands_usage(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "status", "--bogus")
+    assert (code, out) == (2, "")
+    assert err.startswith("usage: releasectl status ")
+    assert err.endswith("releasectl status: error: unrecognized arguments: --bogus\n")
+
+
+def test_promote_and_rollback_answer_in_json(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    repo = make_release_repo(tmp_path)
+    user = repo.clone("user")
+    code, out, _ = run(
+        capsys, "promote", "tumor-classifier", "--from", "dev", "--to", "staging", "--repo", str(user.path),
+        "--format", "json",
+    )  # fmt: skip
+    made = json.loads(out)
+    assert code == 0 and set(made) == {"sha", "ref", "summary", "next_step"}
+    assert (made["ref"], made["next_step"]) == (
+        "promote/tumor-classifier-staging-1.1.0",
+        "git push origin promote/tumor-classifier-staging-1.1.0",
+    )
+    assert git(user.path, "rev-parse", "--abbrev-ref", "HEAD") == "main"  # promote leaves the current branch
+
+
+def test_datasets_lists_every_builtin_with_its_full_digest(capsys: pytest.CaptureFixture[str]) -> None:
+    from workflows.datasets import builtin_digest
+
+    code, out, _ = run(capsys, "datasets", "--format", "json")
+    found = {r["name"]: r for r in json.loads(out)}
+    assert code == 0 and sorted(found) == ["breast-cancer", "digits", "iris", "wine"]
+    assert found["iris"] == {
+        "name": "iris",
+        "rows": 150,
+        "features": 4,
+        "classes": 3,
+        "target": "target",
+        "source": "built-in",
+        "sha256": builtin_digest("iris"),
+    }
+    code, out, _ = run(capsys, "datasets")
+    assert out.splitlines()[0].split() == ["NAME", "ROWS", "FEATURES", "CLASSES", "TARGET", "SOURCE", "SHA256"]
+    assert out.splitlines()[3].split() == ["iris", "150", "4", "3", "target", "built-in", builtin_digest("iris")]
+
+
+def test_a_missing_snapshot_names_the_full_builtin_digest(tmp_path: Path) -> None:
+    from workflows.datasets import builtin_digest, load
+    from workflows.steps.common import CheckFailed
+
+    with pytest.raises(CheckFailed) as caught:
+        load(tmp_path, "iris", "1" * 64)
+    assert str(caught.value).endswith(f"; the built-in snapshot is {builtin_digest('iris')}")
+
+
+def test_bash_completion_completes_subcommands_flags_and_choices(tmp_path: Path) -> None:
+    script = tmp_path / "releasectl.bash"
+    code = main(["completion", "bash"])
+    assert code == 0
+
+    def complete(*words: str) -> list[str]:
+        line = " ".join(f"'{w}'" for w in words)
+        probe = (
+            f"source {script}; COMP_WORDS=({line}); COMP_CWORD={len(words) - 1}; "
+            f'COMP_LINE="{" ".join(words)}"; COMP_POINT=${{#COMP_LINE}}; _shtab_releasectl; '
+            'printf "%s\\n" "${COMPREPLY[@]}"'
+        )
+        done = subprocess.run(["bash", "-c", probe], capture_output=True, text=True, check=True)
+        return sorted(done.stdout.split())
+
+    out = subprocess.run(
+        [sys.executable, "-m", "controller", "completion", "bash"], capture_output=True, text=True, check=True
+    )
+    script.write_text(out.stdout)
+    assert complete("releasectl", "sta") == ["status"]
+    assert complete("releasectl", "status", "--fo") == ["--format"]
+    assert complete("releasectl", "status", "--format", "") == ["json", "table"]
+    assert complete("releasectl", "completion", "") == ["bash", "zsh"]
+
+
+def test_zsh_completion_is_generated_for_every_subcommand() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "controller", "completion", "zsh"], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.startswith("#compdef releasectl\n")
+    for name in _subcommands():
+        assert f"\n    {name}:'" in out
+    assert '"--fail-on[exit 1 when a pin ends the pass in one of these phases' in out
