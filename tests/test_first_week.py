@@ -174,6 +174,26 @@ def test_status_shows_the_live_versions_metrics(
     )
 
 
+def test_status_keeps_the_live_metrics_after_a_rollback(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    repo = make_release_repo(tmp_path)
+    executor = ScriptedExecutor()
+    executor.behaviour[("dev", "tumor-classifier")] = Behaviour(metrics={"accuracy": 0.937, "roc_auc": 0.96})
+    rec = controller(repo, executor)
+    rec.reconcile(full=True)
+    user = repo.clone("user")
+    old = user.read_pin("dev", "tumor-classifier")
+    user.merge_pr("up", lambda c: c.write_pin("dev", "tumor-classifier", {**old, "version": "1.2.0"}), "1.2.0")
+    executor.behaviour[("dev", "tumor-classifier")] = Behaviour(metrics={"accuracy": 0.951, "roc_auc": 0.98})
+    rec.reconcile()
+    user.merge_pr("back", lambda c: c.write_pin("dev", "tumor-classifier", old), "back to 1.1.0")
+    (rolled,) = rec.reconcile().outcomes
+    assert (rolled.action.kind.value, rolled.phase, dict(rolled.metrics)) == ("rollback", Phase.DEPLOYED, {})
+    user.pull()
+    code, out, _ = run(capsys, "status", "--repo", str(user.path), "--env", "dev")
+    tumor = rows(out)[("tumor-classifier", "dev")]
+    assert (code, tumor[3], tumor[6]) == (0, "1.1.0", "accuracy=0.937, roc_auc=0.960")  # LIVE, LIVE METRICS
+
+
 # -- 5. a broken policy.yaml -----------------------------------------------------------------------
 
 

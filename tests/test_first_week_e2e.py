@@ -95,6 +95,9 @@ def test_reconcile_says_what_it_decided_and_exits_by_one_rule(
     assert len(workflows) == 2 and not STEP_LINE.search(err)
     for name in workflows:
         assert re.search(rf"^  {name}: Succeeded in [0-9.]+s$", err, re.M)
+    # the steps' stderr carries no RuntimeWarning from runpy about the warm worker's preloaded runner
+    stderr = [p.read_text() for p in (tmp_path / "home/executor/runs").glob("*/steps/*/stderr")]
+    assert len(stderr) == 7 and not any("Warning" in text for text in stderr)  # 4 steps in dev, 3 (no train) after
     code, _, _ = run(capsys, "reconcile", "--repo", repo.url, "--home", home, "--fail-on", "Invalid")
     assert code == 1
 

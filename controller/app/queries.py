@@ -105,20 +105,22 @@ def status(repo: GitRepo, rev: str = "HEAD", environment: str | None = None) -> 
 def _live_metrics(repo: GitRepo, snap: Snapshot, key: tuple[str, str]) -> dict[str, float]:
     """The metrics of the version that is live, which are not the latest outcome's after a Failed one.
 
-    A status file keeps the latest outcome's metrics; when that outcome did not deploy, the live
-    version's figures are in the status file of the commit that deployed it (one path-limited log).
+    A status file keeps the latest outcome's metrics; when that outcome did not deploy (or was a
+    rollback, which measures nothing), the live version's figures are in the status file of the
+    commit that deployed and evaluated it (one path-limited log, newest first).
     """
     status = snap.recorded.get(key)
     if status is None or status.live is None:
         return {}
-    if status.phase is Phase.DEPLOYED and status.desired.spec_digest == status.live.spec_digest:
+    if status.metrics and status.phase is Phase.DEPLOYED and status.desired.spec_digest == status.live.spec_digest:
         return dict(status.metrics)
-    path = status_path(*key)
+    path = status_path(*key)  # a Failed candidate since, or a rollback (deploy only, nothing measured)
     for record in repo.log(snap.head, (path,), reverse=False):
         trailers = parse_trailers(record.message)
         if trailers.get("Phase") == Phase.DEPLOYED.value and trailers.get("Spec-Digest") == status.live.spec_digest:
             old = parse_status(repo.read_file(record.sha, path) or b"")
-            return dict(old.metrics) if old is not None else {}
+            if old is not None and old.metrics:
+                return dict(old.metrics)
     return {}
 
 
