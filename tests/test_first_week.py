@@ -305,3 +305,38 @@ def test_plan_shows_a_rejected_pins_version_and_why_a_deploy_runs(
     reject = table[("reject", "dev/wine-classifier")]
     assert reject[:4] == ["reject", "dev/wine-classifier", "2.1.0", sha[:12]]
     assert reject[4].startswith("environments/dev/wine-classifier.yaml: owner: 'nobody' is not an email address")
+
+
+# -- 11. noise: one line per workflow state change -------------------------------------------------
+
+
+def test_progress_prints_workflow_states_and_draws_steps_on_a_terminal_only() -> None:
+    import io
+
+    from controller.app.progress import Progress
+
+    events = [  # the LocalExecutor's on_event lines (tests/test_first_week_e2e.py sees the real ones)
+        "rc-dev-a-0123456789/validate-data: started (attempt 1)",
+        "rc-dev-a-0123456789/validate-data: Succeeded in 0.12s",
+        "rc-dev-a-0123456789/gates-failed: Skipped (when 'true == false' evaluated false)",
+        "rc-dev-a-0123456789: Succeeded in 3.2s",
+    ]
+    for verbose, expected in (
+        (False, ["  rc-dev-a-0123456789: Running", "  rc-dev-a-0123456789: Succeeded in 3.2s"]),
+        (True, [f"  {e}" for e in events]),
+    ):
+        lines: list[str] = []
+        progress = Progress(lines.append, verbose=verbose)
+        for event in events:
+            progress.event(event)
+        assert lines == expected
+    lines, terminal = [], io.StringIO()
+    progress = Progress(lines.append, live=terminal)
+    progress.log("dev/a 1.0.0: train (rc-dev-a-0123456789)")
+    for event in events[:2]:
+        progress.event(event)
+    assert terminal.getvalue().endswith("\r\033[K  … 1 running: 0123456789 validate-data Succeeded in 0.12s")
+    progress.event(events[3])
+    progress.close()
+    assert lines == ["dev/a 1.0.0: train (rc-dev-a-0123456789)", "  rc-dev-a-0123456789: Running", "  " + events[3]]
+    assert terminal.getvalue().endswith("\r\033[K")
