@@ -1,6 +1,7 @@
 """Issue 11, a new user's first week: each bug as it was found, through the public commands.
 
-Workflows run on the ScriptedExecutor (tests/support.py) so that the git side is exact and fast;
+Workflows run on the real LocalExecutor with fast step functions (tests/fastexec.py), so that the
+git side is exact and fast;
 tests/test_first_week_e2e.py runs `reconcile`, a user recipe and the progress lines for real.
 """
 
@@ -16,10 +17,9 @@ from controller.adapters.git import GitRepo
 from controller.app.cli import main
 from controller.core.models import Phase
 from controller.loop.reconciler import Reconciler
-from tests.support import ROOT, Behaviour, Clone, ReleaseRepo, ScriptedExecutor, git, make_release_repo
-from workflows.builders import Target, manifest
+from tests.fastexec import Behaviour, FastExecutor
+from tests.support import ROOT, Clone, ReleaseRepo, git, make_release_repo
 
-TARGET = Target(store_uri="file:///s", data_uri="file:///d", serving_uri="file:///v")
 TUMOR_DEV = "environments/dev/tumor-classifier.yaml"
 
 
@@ -29,8 +29,8 @@ def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     return code, out, err
 
 
-def controller(repo: ReleaseRepo, executor: ScriptedExecutor) -> Reconciler:
-    return Reconciler(GitRepo.controller_clone(repo.url, repo.root / "ctl"), executor, lambda a: manifest(a, TARGET))
+def controller(repo: ReleaseRepo, executor: FastExecutor) -> Reconciler:
+    return Reconciler(GitRepo.controller_clone(repo.url, repo.root / "ctl"), executor, executor.compiler())
 
 
 def rows(text: str) -> dict[tuple[str, str], list[str]]:
@@ -82,11 +82,13 @@ def test_validate_works_before_the_first_commit(capsys: pytest.CaptureFixture[st
 # -- 2. reconcile and plan say what they decided ---------------------------------------------------
 
 
-def test_plan_counts_only_live_pins_and_shows_failed_ones(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_plan_counts_only_live_pins_and_shows_failed_ones(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, fast: FastExecutor
+) -> None:
     repo = make_release_repo(tmp_path)
-    executor = ScriptedExecutor()
+    executor = fast
     rec = controller(repo, executor)
-    rec.reconcile(full=True)
+    rec.settle(full=True)
     user = repo.clone("user")
 
     def change(clone: Clone) -> None:
@@ -96,7 +98,7 @@ def test_plan_counts_only_live_pins_and_shows_failed_ones(capsys: pytest.Capture
 
     executor.behaviour[("dev", "tumor-classifier")] = Behaviour(gates_pass=False)
     user.merge_pr("week", change, "Drop wine; tumor 1.5.0 in dev")
-    phases = {(o.action.environment, o.action.model): o.phase for o in rec.reconcile().outcomes}
+    phases = {(o.action.environment, o.action.model): o.phase for o in rec.settle().outcomes}
     assert phases == {
         ("dev", "tumor-classifier"): Phase.FAILED,
         ("dev", "wine-classifier"): Phase.REMOVED,
@@ -123,13 +125,13 @@ def test_plan_counts_only_live_pins_and_shows_failed_ones(capsys: pytest.Capture
 
 
 @pytest.fixture
-def week(tmp_path: Path) -> tuple[ReleaseRepo, Clone]:
+def week(tmp_path: Path, fast: FastExecutor) -> tuple[ReleaseRepo, Clone]:
     """Adopted with tumor at accuracy 0.937 in dev; then 1.2.0 fails its gate at 0.944; wine deleted in dev."""
     repo = make_release_repo(tmp_path)
-    executor = ScriptedExecutor()
+    executor = fast
     executor.behaviour[("dev", "tumor-classifier")] = Behaviour(metrics={"accuracy": 0.937, "roc_auc": 0.96})
     rec = controller(repo, executor)
-    rec.reconcile(full=True)
+    rec.settle(full=True)
     user = repo.clone("user")
 
     def change(clone: Clone) -> None:
@@ -140,7 +142,7 @@ def week(tmp_path: Path) -> tuple[ReleaseRepo, Clone]:
         metrics={"accuracy": 0.944, "roc_auc": 0.97}, gates_pass=False
     )
     user.merge_pr("week", change, "Drop wine from dev; tumor 1.2.0")
-    rec.reconcile()
+    rec.settle()
     user.pull()
     return repo, user
 
@@ -174,19 +176,21 @@ def test_status_shows_the_live_versions_metrics(
     )
 
 
-def test_status_keeps_the_live_metrics_after_a_rollback(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_status_keeps_the_live_metrics_after_a_rollback(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, fast: FastExecutor
+) -> None:
     repo = make_release_repo(tmp_path)
-    executor = ScriptedExecutor()
+    executor = fast
     executor.behaviour[("dev", "tumor-classifier")] = Behaviour(metrics={"accuracy": 0.937, "roc_auc": 0.96})
     rec = controller(repo, executor)
-    rec.reconcile(full=True)
+    rec.settle(full=True)
     user = repo.clone("user")
     old = user.read_pin("dev", "tumor-classifier")
     user.merge_pr("up", lambda c: c.write_pin("dev", "tumor-classifier", {**old, "version": "1.2.0"}), "1.2.0")
     executor.behaviour[("dev", "tumor-classifier")] = Behaviour(metrics={"accuracy": 0.951, "roc_auc": 0.98})
-    rec.reconcile()
+    rec.settle()
     user.merge_pr("back", lambda c: c.write_pin("dev", "tumor-classifier", old), "back to 1.1.0")
-    (rolled,) = rec.reconcile().outcomes
+    (rolled,) = rec.settle().outcomes
     assert (rolled.action.kind.value, rolled.phase, dict(rolled.metrics)) == ("rollback", Phase.DEPLOYED, {})
     user.pull()
     code, out, _ = run(capsys, "status", "--repo", str(user.path), "--env", "dev")
@@ -222,11 +226,13 @@ def test_a_broken_policy_is_a_check_that_said_no(capsys: pytest.CaptureFixture[s
 # -- 6. rollback edge cases ------------------------------------------------------------------------
 
 
-def test_rollback_refuses_a_pin_that_never_deployed(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_rollback_refuses_a_pin_that_never_deployed(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, fast: FastExecutor
+) -> None:
     repo = make_release_repo(tmp_path)
-    executor = ScriptedExecutor()
+    executor = fast
     rec = controller(repo, executor)
-    rec.reconcile(full=True)
+    rec.settle(full=True)
     user = repo.clone("user")
     pin = user.read_pin("dev", "tumor-classifier")
     wrong = {**pin["training"], "dataset": {"name": "breast-cancer", "sha256": "0" * 64}}
@@ -234,10 +240,10 @@ def test_rollback_refuses_a_pin_that_never_deployed(capsys: pytest.CaptureFixtur
     user.merge_pr(
         "b1", lambda c: c.write_pin("dev", "tumor-classifier", {**pin, "version": "1.2.0", "training": wrong}), "1.2.0"
     )
-    assert [o.phase for o in rec.reconcile().outcomes] == [Phase.FAILED]
+    assert [o.phase for o in rec.settle().outcomes] == [Phase.FAILED]
     executor.behaviour.pop(("dev", "tumor-classifier"))
     last = user.merge_pr("b2", lambda c: c.write_pin("dev", "tumor-classifier", {**pin, "version": "1.2.1"}), "1.2.1")
-    assert [o.phase for o in rec.reconcile().outcomes] == [Phase.DEPLOYED]
+    assert [o.phase for o in rec.settle().outcomes] == [Phase.DEPLOYED]
     user.pull()
     head = user.head()
     code, out, err = run(capsys, "rollback", "tumor-classifier", "--env", "dev", "--repo", str(user.path))
@@ -250,7 +256,7 @@ def test_rollback_refuses_a_pin_that_never_deployed(capsys: pytest.CaptureFixtur
     assert user.head() == head
     # after a change back to 1.1.0, a rollback returns to 1.2.1, which did deploy: allowed, and said so
     user.merge_pr("b3", lambda c: c.write_pin("dev", "tumor-classifier", pin), "back to 1.1.0")
-    assert [(o.phase, o.action.kind.value) for o in rec.reconcile().outcomes] == [(Phase.DEPLOYED, "rollback")]
+    assert [(o.phase, o.action.kind.value) for o in rec.settle().outcomes] == [(Phase.DEPLOYED, "rollback")]
     user.pull()
     code, out, err = run(
         capsys, "rollback", "tumor-classifier", "--env", "dev", "--repo", str(user.path), "--format", "json"
@@ -283,11 +289,11 @@ def test_rollback_refuses_an_environment_the_policy_does_not_list(
 
 
 def test_plan_shows_a_rejected_pins_version_and_why_a_deploy_runs(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, fast: FastExecutor
 ) -> None:
     repo = make_release_repo(tmp_path)
-    rec = controller(repo, ScriptedExecutor())
-    rec.reconcile(full=True)
+    rec = controller(repo, fast)
+    rec.settle(full=True)
     user = repo.clone("user")
     user.write_pin("dev", "wine-classifier", {**user.read_pin("dev", "wine-classifier"), "owner": "nobody"})
     user.write_pin("dev", "tumor-classifier", {**user.read_pin("dev", "tumor-classifier"), "version": "1.2.0"})

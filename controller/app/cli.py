@@ -128,30 +128,18 @@ def cmd_promote(args: argparse.Namespace) -> int:
 
 
 def cmd_reconcile(args: argparse.Namespace) -> int:
-    from controller.adapters.git import CONTROLLER, GitRepo, Identity
     from controller.app import report
-    from controller.app.progress import Progress
-    from controller.app.runtime import Home, compiler, local_executor
-    from controller.loop.reconciler import PolicyInvalid, Reconciler
+    from controller.app.run import run_forever, run_once
+    from controller.loop.reconciler import PolicyInvalid
 
     fail_on = report.parse_phases(args.fail_on)
-    home = Home.resolve(args.home)
-    identity = Identity.parse(args.identity) if args.identity else CONTROLLER
-    workdir = args.workdir or home.workdir(args.repo)
-    repo = GitRepo.controller_clone(args.repo, workdir, args.branch)
-    progress = Progress(say, verbose=args.verbose, live=sys.stderr if sys.stderr.isatty() else None)
-    with local_executor(home, on_event=progress.event) as executor:
-        reconciler = Reconciler(repo, executor, compiler(home), identity=identity, log=progress.log)
-        if args.interval is not None:
-            reconciler.run(args.interval)
-            return 0
-        try:
-            result = reconciler.reconcile(full=True)
-        except PolicyInvalid:
-            return 1  # the reconciler has said each problem once, as an error line
-        finally:
-            progress.close()
-    summary = report.summarize(repo, result)
+    if args.interval is not None or args.listen:
+        return run_forever(args)
+    try:
+        result = run_once(args)
+    except PolicyInvalid:
+        return 1  # the reconciler has said each problem once, as an error line
+    summary = report.summarize(report.controller_repo(args), result)
     if args.format == "json":
         _json(summary.as_dict())
     else:
@@ -285,16 +273,9 @@ def parser() -> argparse.ArgumentParser:
         "the controller: fetch, plan, run workflows, record outcomes, push",
         "releasectl reconcile --repo file:///srv/releases.git --once --fail-on Failed,Errored",
     )
-    rec.add_argument("--repo", required=True, metavar="URL", help="URL of the release repo (file://, ssh or https)")
-    rec.add_argument("--branch", default="main", help="the branch whose pins are the desired state")
-    mode = rec.add_mutually_exclusive_group()
-    mode.add_argument("--once", action="store_true", help="one pass, then exit (the default)")
-    mode.add_argument("--interval", type=float, metavar="S", help="poll every S seconds, forever (default: off)")
-    rec.add_argument("--executor", choices=["local"], default="local", help="where workflows run")
-    rec.add_argument("--home", metavar="DIR", help=HOME_HELP)
-    rec.add_argument("--workdir", metavar="DIR", help="the controller's bare clone (default: under --home)")
-    rec.add_argument("--identity", metavar="'NAME <EMAIL>'", help="author of status commits (default: releasectl)")
-    fmt(rec)
+    from controller.app.run import add_reconcile_arguments
+
+    add_reconcile_arguments(rec)
     rec.add_argument(
         "--fail-on",
         metavar="PHASES",
@@ -302,7 +283,6 @@ def parser() -> argparse.ArgumentParser:
         help="exit 1 when a pin ends the pass in one of these phases, e.g. Failed,Errored,Blocked "
         "(default: none: exit 0 whenever the pass completed)",
     )
-    rec.add_argument("-v", "--verbose", action="store_true", help="print every workflow step, not only workflows")
 
     val = add(
         "validate",

@@ -31,7 +31,7 @@ class Progress:
         self._steps: dict[str, str] = {}  # workflow -> "task: what", for the status line
         self._drawn = False
 
-    def log(self, line: str) -> None:
+    def log(self, line: str, **_fields: object) -> None:
         """A reconciler line (a workflow submitted, an outcome, a push): always shown."""
         with self._lock:
             self._print(line)

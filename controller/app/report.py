@@ -101,3 +101,10 @@ def exit_code(summary: Summary, fail_on: frozenset[str]) -> int:
     if summary.problems:
         phases.add(INVALID)
     return 1 if phases & fail_on else 0
+
+
+def controller_repo(args: Any) -> GitRepo:
+    """The controller's bare clone that `reconcile` used (its --workdir, else under --home)."""
+    from controller.app.runtime import Home
+
+    return GitRepo(args.workdir or Home.resolve(args.home).workdir(args.repo))
