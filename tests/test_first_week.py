@@ -346,3 +346,50 @@ def test_progress_prints_workflow_states_and_draws_steps_on_a_terminal_only() ->
     progress.close()
     assert lines == ["dev/a 1.0.0: train (rc-dev-a-0123456789)", "  rc-dev-a-0123456789: Running", "  " + events[3]]
     assert terminal.getvalue().endswith("\r\033[K")
+
+
+# -- 9. recipes from entry points: a broken one is left out, said once -----------------------------
+
+
+@pytest.mark.parametrize(
+    ("entry", "module", "why"),
+    [
+        ("broken = nowhere:thing", None, "ModuleNotFoundError: No module named 'nowhere'"),
+        ("gradient-boosting = acme_clash:r", "acme_clash", "ValueError: a built-in recipe has this name"),
+        ("other-name = acme_named:r", "acme_named", "ValueError: the entry point's name must be the recipe's name"),
+        ("acme-list = acme_list:r", "acme_list", "TypeError: parameter 'depth' must be an identifier of type int"),
+    ],
+    ids=["import-fails", "shadows-a-builtin", "name-differs", "bad-param-type"],
+)
+def test_a_bad_recipe_entry_point_is_left_out_with_one_warning(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    entry: str,
+    module: str | None,
+    why: str,
+) -> None:
+    from workflows import recipes
+
+    name = entry.split(" = ", maxsplit=1)[0]
+    if module is not None:
+        params = '{"depth": list}' if module == "acme_list" else "{}"
+        recipe = "acme-list" if module == "acme_list" else "gradient-boosting" if module == "acme_clash" else "acme-x"
+        (tmp_path / f"{module}.py").write_text(
+            f"from workflows.recipes import Recipe\nr = Recipe({recipe!r}, {params}, lambda p, s: None)\n"
+        )
+    info = tmp_path / "acme_bad-0.1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-bad\nVersion: 0.1.0\n")
+    (info / "entry_points.txt").write_text(f"[releasectl.recipes]\n{entry}\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    recipes.registry(refresh=True)
+    try:
+        code, out, err = run(capsys, "recipes", "--format", "json")
+    finally:
+        monkeypatch.undo()
+        recipes.registry(refresh=True)
+    assert code == 0
+    assert [r["name"] for r in json.loads(out)] == ["gradient-boosting", "random-forest", "logistic-regression"]
+    (line,) = err.splitlines()
+    assert line.startswith(f"warning: recipe entry point {name} = {entry.split(' = ')[1]}: {why}")
