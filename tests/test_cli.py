@@ -229,6 +229,15 @@ def test_every_flag_has_help_and_shows_its_default_and_every_subcommand_ends_wit
                 )
 
 
+def test_every_command_that_prints_a_result_has_json() -> None:
+    for name, sub in _subcommands().items():
+        formats = next((a.choices for a in sub._actions if "--format" in a.option_strings), None)
+        if name in ("demo", "serve", "completion"):  # a story, a server, a script: no result to format
+            assert formats is None, name
+        else:
+            assert formats is not None and "json" in formats, name
+
+
 def test_traceback_works_before_and_after_the_subcommand(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     for args in (
         ["--traceback", "status", "--repo", str(tmp_path)],

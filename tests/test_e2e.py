@@ -185,6 +185,9 @@ def test_demo_runs_the_whole_story(tmp_path: Path) -> None:
     assert "production/digits-classifier Blocked: staging has not Deployed spec" in text
     assert "staging/tumor-classifier 1.0.0 Deployed (rollback, no training;" in text
     assert '"model_version": "1.0.0"' in text
+    # issue 11: one line per workflow state change, no step lines without -v
+    assert re.search(r"^  rc-dev-tumor-classifier-[0-9a-f]{10}: Running$", text, re.M)
+    assert not re.search(r"^ +rc-[-a-z0-9]+/(validate-data|train|evaluate|deploy|gates-failed): ", text, re.M)
 
 
 def test_reconcile_once_from_the_command_line(tmp_path: Path) -> None:

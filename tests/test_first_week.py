@@ -62,6 +62,13 @@ def test_validate_reads_the_working_tree_not_head(capsys: pytest.CaptureFixture[
     head = user.head()[:12]
     assert (code, out, err) == (0, "", f"9 pin(s) in 3 environment(s) of {head}: 0 problem(s)\n")
     assert git(user.path, "status", "--porcelain") == f"M {TUMOR_DEV}"  # nothing staged, nothing moved
+    # a bare repository has no working tree: HEAD
+    code, out, err = run(capsys, "validate", "--repo", str(repo.remote))
+    assert (code, out, err) == (
+        0,
+        "",
+        f"9 pin(s) in 3 environment(s) of {git(repo.remote, 'rev-parse', 'HEAD')[:12]}: 0 problem(s)\n",
+    )
 
 
 def test_validate_works_before_the_first_commit(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
