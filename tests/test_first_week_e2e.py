@@ -1,12 +1,11 @@
 """Issue 11 end to end: `reconcile --once` from the command line with real training (what it prints,
-its exit-code rule, one line per workflow state change), and a team's own recipe installed
-through the `releasectl.recipes` entry-point group, validated and trained.
+its exit-code rule), and a team's own recipe installed through the `releasectl.recipes`
+entry-point group, validated and trained.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -64,9 +63,6 @@ def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     return code, out, err
 
 
-STEP_LINE = re.compile(r"^  rc-[-a-z0-9]+/[-a-z]+: ", re.M)
-
-
 def test_reconcile_says_what_it_decided_and_exits_by_one_rule(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
@@ -90,11 +86,6 @@ def test_reconcile_says_what_it_decided_and_exits_by_one_rule(
         ],
     )
     assert bad in err.splitlines()  # on stderr (settle's every internal pass says it again)
-    # one line per workflow state change; steps only with -v
-    workflows = sorted(set(re.findall(r"^  (rc-[-a-z0-9]+): Running$", err, re.M)))
-    assert len(workflows) == 2 and not STEP_LINE.search(err)
-    for name in workflows:
-        assert re.search(rf"^  {name}: Succeeded in [0-9.]+s$", err, re.M)
     # the steps' stderr carries no RuntimeWarning from runpy about the warm worker's preloaded runner
     stderr = [p.read_text() for p in (tmp_path / "home/executor/runs").glob("*/steps/*/stderr")]
     assert len(stderr) == 7 and not any("Warning" in text for text in stderr)  # 4 steps in dev, 3 (no train) after
@@ -198,10 +189,8 @@ def test_a_user_recipe_validates_and_trains_end_to_end(
     )
 
     home = tmp_path / "home"
-    code, out, err = run(capsys, "reconcile", "--repo", repo.url, "--home", str(home), "-v")
+    code, out, err = run(capsys, "reconcile", "--repo", repo.url, "--home", str(home))
     assert (code, out.splitlines()[0]) == (0, "dev/iris-model 1.0.0: Deployed"), err
-    tasks = [m.split("/")[1].rstrip(": ") for m in STEP_LINE.findall(err)]  # -v: every step's lines
-    assert sorted(set(tasks)) == ["deploy", "evaluate", "gates-failed", "train", "validate-data"]
     status = yaml.safe_load(git(repo.remote, "show", "main:status/dev/iris-model.yaml"))
     artifact = status["live"]["artifact"]
     assert store.meta(home / "store", artifact)["recipe"] == "acme-extra-trees"

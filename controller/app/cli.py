@@ -81,9 +81,11 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from controller.app import queries
+    from controller.app.inflight import local_runs, overlay
+    from controller.app.runtime import Home
     from controller.core.render import status_table
 
-    rows = queries.status(_repo(args), args.rev, args.env)
+    rows = overlay(queries.status(_repo(args), args.rev, args.env), local_runs(Home.resolve(args.home).runs))
     if args.format == "json":
         _json(rows)
     else:
@@ -112,6 +114,18 @@ def cmd_rollback(args: argparse.Namespace) -> int:
         return 0
     print(f"{made.sha}  {made.summary}")
     say(f"committed on your current branch {made.ref}; push it (or open a PR): {made.next_step}")
+    return 0
+
+
+def cmd_retry(args: argparse.Namespace) -> int:
+    from controller.app.retry import retry
+
+    made = retry(_repo(args), args.model, args.env)
+    if args.format == "json":
+        _json(made.as_dict())
+        return 0
+    print(f"{made.sha}  {made.summary}")
+    say(f"committed on {made.ref}; push it (or open a PR) and the controller runs the change again")
     return 0
 
 
@@ -306,6 +320,12 @@ def parser() -> argparse.ArgumentParser:
     st = add("status", cmd_status, "desired vs live per model and environment", "releasectl status --env production")
     repo_opts(st, ["table", "json"])
     st.add_argument("--env", metavar="ENV", help="only this environment (default: all)")
+    st.add_argument(
+        "--home",
+        metavar="DIR",
+        help="the local controller's state, for runs in flight (default: $RELEASECTL_HOME "
+        "or ~/.local/share/releasectl)",
+    )
 
     hi = add(
         "history",
@@ -327,6 +347,17 @@ def parser() -> argparse.ArgumentParser:
     rb.add_argument("--env", required=True, metavar="ENV", help="the environment whose pin is rolled back")
     rb.add_argument("--repo", default=".", metavar="PATH", help="your working clone")
     fmt(rb)
+
+    rt = add(
+        "retry",
+        cmd_retry,
+        "ask for a Failed outcome to run again: a commit on your CURRENT branch (push it or open a PR)",
+        "releasectl retry tumor-classifier --env staging && git push",
+    )
+    rt.add_argument("model", help="the model whose outcome failed")
+    rt.add_argument("--env", required=True, metavar="ENV", help="the environment where it failed")
+    rt.add_argument("--repo", default=".", metavar="PATH", help="your working clone")
+    fmt(rt)
 
     pr = add(
         "promote",

@@ -12,6 +12,7 @@ import argparse
 import os
 import signal
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -83,8 +84,7 @@ def webhook_secret(path: str | None) -> bytes | None:
 def build(args: argparse.Namespace, log: Logger) -> tuple[Reconciler, Any, Callable[[], None]]:
     """The reconciler on its clone and executor; and how to let go of them."""
     from controller.adapters.git import CONTROLLER, GitRepo, Identity
-    from controller.app.progress import Progress
-    from controller.app.runtime import Home, compiler, local_executor
+    from controller.app.runtime import Home, compiler, detached_executor
 
     if args.max_parallel < 1:
         raise UsageError("--max-parallel must be at least 1")
@@ -92,8 +92,7 @@ def build(args: argparse.Namespace, log: Logger) -> tuple[Reconciler, Any, Calla
     identity = Identity.parse(args.identity) if args.identity else CONTROLLER
     workdir = args.workdir or home.workdir(args.repo)
     repo = GitRepo.controller_clone(args.repo, workdir, args.branch)
-    # one line per workflow state change (Running, how it ended); every step with -v
-    executor = local_executor(home, on_event=Progress(log, verbose=args.verbose).event)
+    executor = detached_executor(home, max_parallel=args.max_parallel)
     reconciler = Reconciler(
         repo,
         executor,
@@ -152,7 +151,10 @@ def run_forever(args: argparse.Namespace) -> int:
         print(f"listening on {listen[0]}:{server.port}", file=sys.stderr, flush=True)
 
     def on_signal(signum: int, _frame: Any) -> None:
-        ctl.stop(f"{signal.Signals(signum).name} received")
+        # The handler runs between two bytecodes of the main thread, which may hold the log's or the
+        # triggers' lock right then: stop from another thread, never take a lock here.
+        why = f"{signal.Signals(signum).name} received"
+        threading.Thread(target=ctl.stop, args=(why,), name="stop", daemon=True).start()
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
