@@ -26,6 +26,7 @@ from controller.core.models import (
     Phase,
 )
 from controller.core.schemas import load_yaml
+from controller.core.yamlio import MAX_DOCUMENT_BYTES, TooLarge
 
 TRAILER_PREFIX = "Releasectl-"
 TRAILERS = (
@@ -43,13 +44,15 @@ _SAFE_VALUE = re.compile(r"^[A-Za-z0-9:._+@-]+$")
 _TRAILER_LINE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9-]*):\s*(.*)$")
 
 
-def parse_status(data: bytes) -> ModelStatus | None:
+def parse_status(data: bytes | TooLarge) -> ModelStatus | None:
     """A status file -> ModelStatus; None when it is not one (it is then treated as absent).
 
     The controller writes status files as JSON, which is YAML too: people, yq and editors read
     them as YAML, and the controller parses thousands of them at start-up ~40x faster than YAML.
     A file someone rewrote as block YAML still reads.
     """
+    if isinstance(data, TooLarge) or len(data) > MAX_DOCUMENT_BYTES:
+        return None
     try:
         if data.lstrip()[:1] == b"{":
             return ModelStatus.model_validate_json(data)
