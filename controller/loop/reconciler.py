@@ -229,8 +229,14 @@ class Reconciler:
                 f"attempt {attempt + 1}"
             )
 
-        head = self.repo.publish(snap.head, pending, self.identity, on_retry=retried)
-        self.log(f"recorded {len(pending)} outcome(s); pushed {head[:12]}")
+        dropped: list[PendingCommit] = []  # another writer recorded the same change meanwhile
+
+        def drop(commit: PendingCommit) -> None:
+            dropped.append(commit)
+            self.log(f"{commit.message.splitlines()[0]}: this change already has an outcome on the new head; dropped")
+
+        head = self.repo.publish(snap.head, pending, self.identity, on_retry=retried, on_drop=drop)
+        self.log(f"recorded {len(pending) - len(dropped)} outcome(s); pushed {head[:12]}")
         return head
 
 
