@@ -116,13 +116,20 @@ def cmd_promote(args: argparse.Namespace) -> int:
 
 def cmd_reconcile(args: argparse.Namespace) -> int:
     from controller.adapters.git import CONTROLLER, GitRepo, Identity
-    from controller.app.runtime import Home, compiler, local_executor
-    from controller.loop.reconciler import Reconciler
+    from controller.app import statelock
+    from controller.app.runtime import Home
 
     home = Home.resolve(args.home)
     identity = Identity.parse(args.identity) if args.identity else CONTROLLER
     workdir = args.workdir or home.workdir(args.repo)
-    repo = GitRepo.controller_clone(args.repo, workdir, args.branch)
+    with statelock.hold(home.root):  # one controller per state folder
+        return _reconcile(args, home, identity, GitRepo.controller_clone(args.repo, workdir, args.branch))
+
+
+def _reconcile(args: argparse.Namespace, home: Any, identity: Any, repo: Any) -> int:
+    from controller.app.runtime import compiler, local_executor
+    from controller.loop.reconciler import Reconciler
+
     with local_executor(home, on_event=(lambda line: say(f"  {line}")) if args.verbose else None) as executor:
         reconciler = Reconciler(repo, executor, compiler(home), identity=identity, log=say)
         if args.interval is not None:
