@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from controller import __version__
-from controller.errors import ReleasectlError, UsageError
+from controller.errors import ReleasectlError, UsageError, redact
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -25,7 +25,7 @@ def _red(text: str) -> str:
 
 
 def say(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
+    print(redact(line), file=sys.stderr, flush=True)  # no URL credentials in any line, ever
 
 
 def _repo(args: argparse.Namespace) -> Any:
@@ -151,7 +151,7 @@ def _reconcile(args: argparse.Namespace, home: Any, identity: Any, repo: Any) ->
                             "model": o.action.model,
                             "version": o.action.version,
                             "phase": o.phase.value,
-                            "reason": o.reason,
+                            "reason": redact(o.reason),
                             "artifact": o.artifact,
                         }
                         for o in result.outcomes

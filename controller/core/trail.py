@@ -27,6 +27,7 @@ from controller.core.models import (
 )
 from controller.core.schemas import load_yaml
 from controller.core.yamlio import MAX_DOCUMENT_BYTES, TooLarge
+from controller.errors import redact
 
 TRAILER_PREFIX = "Releasectl-"
 TRAILERS = (
@@ -97,7 +98,7 @@ def next_status(outcome: Outcome, previous: ModelStatus | None, now: datetime) -
         model=action.model,
         environment=action.environment,
         phase=outcome.phase,
-        reason=outcome.reason,
+        reason=redact(outcome.reason),
         desired=DesiredRef(version=action.version, spec_digest=action.spec_digest, source_commit=action.source_commit),
         live=live,
         artifact=outcome.artifact or (previous.artifact if previous and outcome.phase is Phase.BLOCKED else None),
@@ -171,7 +172,7 @@ def summary(outcome: Outcome, status: ModelStatus) -> str:
         )
         lines.append(f"How: {how}; artifact {outcome.artifact}.")
     if outcome.reason:
-        lines.append(f"Reason: {outcome.reason}")
+        lines.append(f"Reason: {redact(outcome.reason)}")
     for gate in outcome.gates:
         value = "n/a" if gate.value is None else f"{gate.value:.4g}"
         verdict = "passed" if gate.passed else "FAILED"

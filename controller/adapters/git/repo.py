@@ -24,6 +24,8 @@ import git
 from git.exc import GitCommandError, InvalidGitRepositoryError, NoSuchPathError
 
 from controller.adapters.git._common import stderr_of
+from controller.adapters.git._credentials import configure as configure_credentials
+from controller.adapters.git._credentials import refuse_inline_password
 from controller.adapters.git._stream import BlobFeed, LogCall, TreeDiff, stream_log
 from controller.adapters.git._worktree import WorktreeMixin
 from controller.adapters.git._write import WritingMixin
@@ -32,7 +34,7 @@ from controller.core.paths import ENV_ROOT, STATUS_ROOT, FileChange
 from controller.core.planner import CommitInfo
 from controller.core.trail import all_trailers
 from controller.core.yamlio import TooLarge
-from controller.errors import GitError, UsageError
+from controller.errors import GitError, UsageError, redact
 
 PIPELINE_FROM = 64  # below this many blobs, the warm object database is as fast
 REGULAR = ("100644", "100755")  # file modes; 120000 is a symlink, 160000 a submodule (gitlink)
@@ -70,7 +72,11 @@ class GitRepo(WritingMixin, WorktreeMixin):
 
     @classmethod
     def controller_clone(cls, url: str, workdir: str | Path, branch: str = "main") -> GitRepo:
-        """A bare clone the controller owns; reused when it exists (same remote)."""
+        """A bare clone the controller owns; reused when it exists (same remote).
+
+        Credentials come only from files or environment variables (_credentials.py).
+        """
+        refuse_inline_password(url)
         workdir = Path(workdir)
         if not (workdir / "HEAD").exists():
             workdir.mkdir(parents=True, exist_ok=True)
@@ -79,7 +85,10 @@ class GitRepo(WritingMixin, WorktreeMixin):
         repo = cls(workdir, branch=branch)
         current = repo.git.remote("get-url", "origin")
         if current != url:
-            raise UsageError(f"{workdir}: already a clone of {current}, not {url}; use another --workdir")
+            raise UsageError(
+                f"{workdir}: already a clone of {redact(current)}, not {redact(url)}; use another --workdir"
+            )
+        configure_credentials(repo.git, os.environ)
         repo.fetch()
         return repo
 
