@@ -15,10 +15,9 @@ from controller.adapters.git._credentials import FILE_ENV, TOKEN_ENV, USERNAME_E
 from controller.core.models import Phase
 from controller.errors import UsageError, redact
 from controller.loop.reconciler import Reconciler
-from tests.support import ScriptedExecutor, git, make_release_repo
-from workflows.builders import Target, manifest
+from tests.fastexec import FastExecutor
+from tests.support import git, make_release_repo
 
-TARGET = Target(store_uri="file:///srv/store", data_uri="file:///srv/data", serving_uri="file:///srv/serving")
 SECRET = "s3cr3t-t0ken"
 
 
@@ -102,23 +101,20 @@ def test_credentials_come_from_a_file_or_the_environment_and_never_reach_the_con
         GitRepo.controller_clone(repo.url, tmp_path / "ctl")
 
 
-class LeakyExecutor(ScriptedExecutor):
+class LeakyExecutor(FastExecutor):
     """An executor whose errors carry a URL with credentials (as a misconfigured client's would)."""
 
     def submit(self, manifest: dict[str, Any]) -> str:
         raise ConnectionError(f"POST https://bot:{SECRET}@argo.example/api/v1/workflows: connection refused")
 
 
-def test_an_error_with_credentials_is_redacted_in_the_status_commit_and_file(tmp_path: Path) -> None:
+def test_an_error_with_credentials_is_redacted_in_the_status_commit_and_file(
+    tmp_path: Path, fast: FastExecutor
+) -> None:
     repo = make_release_repo(tmp_path)
-    lines: list[str] = []
-    rec = Reconciler(
-        GitRepo.controller_clone(repo.url, tmp_path / "ctl"),
-        LeakyExecutor(),
-        lambda a: manifest(a, TARGET),
-        log=lines.append,
-    )
-    result = rec.reconcile(full=True)
+    leaky = LeakyExecutor(fast.engine, tmp_path / "leaky")
+    rec = Reconciler(GitRepo.controller_clone(repo.url, tmp_path / "ctl"), leaky, leaky.compiler())
+    result = rec.settle(full=True)
     assert {o.phase for o in result.outcomes} == {Phase.ERRORED}
     everything = git(repo.remote, "log", "--format=%B", "main") + git(
         repo.remote, "show", "main:status/dev/wine-classifier.yaml"

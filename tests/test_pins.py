@@ -183,8 +183,7 @@ def test_paths_that_cannot_be_pins(path: str, line: str | None) -> None:
         (
             "environments/dev/x.yaml",
             "160000",
-            "environments/dev/x.yaml: is a submodule: release files must be regular files (never followed) "
-            "[submodule]",
+            "environments/dev/x.yaml: is a submodule: release files must be regular files (never followed) [submodule]",
         ),
     ],
     ids=["unlisted-environment", "symlink", "submodule"],

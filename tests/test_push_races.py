@@ -3,7 +3,8 @@ status commits to the same branch. Never a force-push, by anyone; every human co
 one outcome per merged change end up on main.
 
 Real git throughout (a bare file:// remote with its reflog on, three clones, the controller's own
-bare clone); workflows run on the ScriptedExecutor, so the rounds are fast and bounded. The people
+bare clone); workflows are the real compiled manifests on the LocalExecutor with fast steps
+(tests/fastexec.py), so the rounds are fast and bounded. The people
 behave like a merge button: when their push is rejected they merge their PR branch again on top of
 the new main and push again (their branch commit is kept; nothing is ever forced).
 """
@@ -19,10 +20,9 @@ from controller.adapters.git import GitRepo
 from controller.core.trail import parse_trailers
 from controller.errors import TransientError
 from controller.loop.reconciler import Reconciler
-from tests.support import Clone, ReleaseRepo, ScriptedExecutor, git, make_release_repo
-from workflows.builders import Target, manifest
+from tests.fastexec import FastExecutor
+from tests.support import Clone, ReleaseRepo, git, make_release_repo
 
-TARGET = Target(store_uri="file:///srv/store", data_uri="file:///srv/data", serving_uri="file:///srv/serving")
 PEOPLE = {"ana": "digits-classifier", "ben": "tumor-classifier", "cy": "wine-classifier"}
 MERGES_EACH = 3
 MAX_PASSES = 400
@@ -54,12 +54,11 @@ def person(clone: Clone, model: str, landed: list[tuple[str, str]], branch_commi
         landed.append((land(clone, branch), model))
 
 
-def test_three_clones_merge_while_the_controller_pushes(tmp_path: Path) -> None:
+def test_three_clones_merge_while_the_controller_pushes(tmp_path: Path, fast: FastExecutor) -> None:
     repo: ReleaseRepo = make_release_repo(tmp_path)
     git(repo.remote, "config", "core.logAllRefUpdates", "true")
-    executor = ScriptedExecutor()
-    rec = Reconciler(GitRepo.controller_clone(repo.url, tmp_path / "ctl"), executor, lambda a: manifest(a, TARGET))
-    rec.reconcile(full=True)  # adoption
+    rec = Reconciler(GitRepo.controller_clone(repo.url, tmp_path / "ctl"), fast, fast.compiler())
+    rec.settle(full=True)  # adoption
 
     clones = {name: repo.clone(name, (name.title(), f"{name}@example.com")) for name in PEOPLE}
     landed: list[tuple[str, str]] = []
@@ -80,9 +79,8 @@ def test_three_clones_merge_while_the_controller_pushes(tmp_path: Path) -> None:
     for thread in threads:
         thread.join(timeout=60)
     assert not any(t.is_alive() for t in threads) and passes < MAX_PASSES
-    for _ in range(3):  # settle: the last merges, then nothing more to say
-        rec.reconcile()
-    assert rec.reconcile().outcomes == []
+    rec.settle()  # the last merges' runs finish and are recorded
+    assert rec.settle().outcomes == []
 
     main = git(repo.remote, "rev-parse", "main")
     # every human commit is on main: each PR's own commit and the merge that landed it

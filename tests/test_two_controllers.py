@@ -15,16 +15,18 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from controller.adapters.git import GitRepo, Identity, PendingCommit
+from controller.adapters.local.executor import LocalExecutor
 from controller.app import statelock
 from controller.core.models import Phase
 from controller.core.trail import parse_trailers
 from controller.loop.reconciler import Reconciler
-from tests.support import Clone, ReleaseRepo, ScriptedExecutor, git, make_release_repo
-from workflows.builders import Target, manifest
+from tests.fastexec import FastExecutor
+from tests.support import Clone, ReleaseRepo, git, make_release_repo
 
 OTHER = Identity("releasectl-b", "releasectl-b@noreply.invalid")
-TARGET = Target(store_uri="file:///srv/store", data_uri="file:///srv/data", serving_uri="file:///srv/serving")
 
 
 def outcomes_of(repo: ReleaseRepo, source: str) -> list[str]:
@@ -46,37 +48,35 @@ def bump(user: Clone, env: str, model: str, **changes: object) -> str:
     return user.merge_pr(f"{env}-{model}-{changes.get('version', 'x')}", edit, f"Change {model} in {env}")
 
 
-def test_a_replayed_outcome_that_landed_meanwhile_is_dropped(tmp_path: Path) -> None:
+def test_a_run_whose_change_another_controller_recorded_meanwhile_records_nothing(
+    tmp_path: Path, fast: FastExecutor, request: pytest.FixtureRequest
+) -> None:
     repo = make_release_repo(tmp_path)
-    one = Reconciler(
-        GitRepo.controller_clone(repo.url, tmp_path / "one"), ScriptedExecutor(), lambda a: manifest(a, TARGET)
-    )
+    one = Reconciler(GitRepo.controller_clone(repo.url, tmp_path / "one"), fast, fast.compiler())
     lines: list[str] = []
+    engine = LocalExecutor(tmp_path / "other-engine", max_parallel=2, preload=("tests.faststeps",))  # its own runs
+    request.addfinalizer(engine.close)
+    theirs = FastExecutor(engine, tmp_path / "other-fast")
     other = Reconciler(
         GitRepo.controller_clone(repo.url, tmp_path / "other"),
-        ScriptedExecutor(),
-        lambda a: manifest(a, TARGET),
-        log=lines.append,
-        identity=OTHER,  # (the same identity, outcome and second would write the very same commit)
+        theirs,
+        theirs.compiler(),
+        log=lambda line, **_fields: lines.append(line),
+        identity=OTHER,
     )
-    one.reconcile(full=True)
-    assert other.reconcile(full=True).outcomes == []  # the adoption is recorded: nothing to say twice
+    one.settle(full=True)
+    assert other.settle(full=True).outcomes == []  # the adoption is recorded: nothing to say twice
     merge = bump(repo.clone("user"), "dev", "wine-classifier", version="2.2.0")
 
-    # `other` reads the merge, then `one` runs and records it before `other` pushes
-    assert other.snapshot is not None
-    snap = other.reader.advance(other.snapshot, other.repo.fetch())
-    assert one.reconcile().outcomes[0].phase is Phase.DEPLOYED
+    started = other.reconcile()  # `other` starts its run for the merge...
+    assert [o.action.key for o in started.outcomes] == [] and started.in_flight == 1
+    recorded = one.settle().outcomes
+    assert [o.phase for o in recorded] == [Phase.DEPLOYED], recorded[0].reason  # ... `one` records the merge first
     landed = git(repo.remote, "rev-parse", "main")
-    result = other.reconcile_snapshot(snap)
-    assert [o.phase for o in result.outcomes] == [Phase.DEPLOYED]  # it ran its workflow too...
-    assert result.push_retries == 1 and result.published == landed  # ... but pushed nothing
+    assert other.settle().outcomes == []  # its run finished, but the change has its outcome: dropped
+    assert git(repo.remote, "rev-parse", "main") == landed
     assert outcomes_of(repo, merge) == ["Deployed"]
-    assert (
-        "status(dev): wine-classifier 2.2.0 Deployed: this change already has an outcome on the new head; dropped"
-        in lines
-    )
-    assert "recorded 0 outcome(s); pushed " + landed[:12] in lines
+    assert "dev/wine-classifier: this change already has an outcome; dropped" in lines
 
 
 def pending(env: str, model: str, source: str, text: str) -> PendingCommit:
@@ -196,7 +196,7 @@ def test_two_controllers_one_merge_one_outcome_then_the_artifact_holder_deploys_
     (outcome,) = result["outcomes"]  # type: ignore[misc]
     assert (outcome["environment"], outcome["phase"]) == ("production", "Errored")
     assert outcome["reason"].startswith(
-        f"evaluate errored: workflows.store.ArtifactMissing: artifact {artifact} is not in"
+        f"evaluate errored: ArtifactMissing: artifact {artifact} is not in the artifact store {homes[loser]}"
     )
     assert "another controller with its own store built it" in outcome["reason"]
     assert outcomes_of(repo, production) == ["Errored"]

@@ -26,7 +26,7 @@ from controller.adapters.git import CONTROLLER, GitRepo, Identity, PendingCommit
 from controller.core.models import Action, ActionKind, ModelStatus, Outcome, Phase, WorkflowRef
 from controller.core.outcomes import fold, record_only
 from controller.core.paths import ALLOWED_SIGNERS, status_path
-from controller.core.planner import CommitInfo, Evidence, plan
+from controller.core.planner import SETTLED, CommitInfo, Evidence, plan
 from controller.core.schemas import Problem
 from controller.core.trail import artifacts_by_digest, message, next_status, render_status
 from controller.errors import PermanentError
@@ -178,7 +178,7 @@ class Reconciler:
         artifacts = dict(snap.artifacts)
         if self._found is None:
             self._found = {run.name: run for run in self.executor.list({LABEL_MANAGED: "releasectl"})}
-        done = self._collect(now, result)
+        done = [o for o in self._collect(now, result) if not self._settled_by_another(o, snap)]
         for outcome in done:
             key = outcome.action.key
             recorded[key] = next_status(outcome, recorded.get(key), now)
@@ -216,6 +216,14 @@ class Reconciler:
         result.published = self._publish(snap, result.outcomes, result)
         self.snapshot = snap
         return result
+
+    def _settled_by_another(self, outcome: Outcome, snap: Snapshot) -> bool:
+        """Exactly one outcome per change: another writer (a second controller) settled it meanwhile."""
+        r = snap.recorded.get(outcome.action.key)
+        if r is None or r.desired.source_commit != outcome.action.source_commit or r.phase not in SETTLED:
+            return False
+        self.log(f"{outcome.action.environment}/{outcome.action.model}: this change already has an outcome; dropped")
+        return True
 
     def _collect(self, now: datetime, result: PassResult) -> list[Outcome]:
         """Finished runs become outcomes; runs past the deadline are stopped and Errored."""
