@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -83,14 +82,18 @@ MAX_QUOTED = 80  # characters of a value quoted in a message
 MAX_FIELD = 120
 MAX_MESSAGE = 400
 MAX_PROBLEMS_PER_FILE = 10
-# Control and invisible characters (terminal escapes, bidi overrides, zero-width): shown escaped.
-_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
+
+
+def _escaped(char: str) -> str:
+    return char.encode("unicode_escape").decode("ascii")
 
 
 def printable(text: str, limit: int) -> str:
-    """`text` with control and invisible characters escaped, cut to `limit` characters."""
-    safe = _UNSAFE.sub(lambda m: m.group().encode("unicode_escape").decode(), text)
-    return safe if len(safe) <= limit else safe[: limit - 1] + "…"
+    """`text` with control, invisible and unprintable characters escaped (terminal escapes, bidi
+    overrides, zero-width spaces, lone surrogates), cut to `limit` characters."""
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else _escaped(c) for c in text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def quote(value: object, limit: int = MAX_QUOTED) -> str:
@@ -151,7 +154,7 @@ def _field(error: ValidationError) -> str:
         parts += missing[:1]
     elif error.validator == "additionalProperties" and isinstance(error.instance, dict):
         allowed = set(error.schema.get("properties", {}))
-        extra = sorted(k for k in error.instance if k not in allowed)
+        extra = sorted(str(k) for k in error.instance if k not in allowed)  # keys may be any YAML scalar
         parts += extra[:1]
     return ".".join(parts)
 
