@@ -29,7 +29,7 @@ from controller.core.paths import ALLOWED_SIGNERS, status_path
 from controller.core.planner import SETTLED, CommitInfo, Evidence, plan
 from controller.core.schemas import Problem
 from controller.core.trail import artifacts_by_digest, message, next_status, render_status
-from controller.errors import PermanentError
+from controller.errors import PermanentError, TransientError
 from controller.loop.snapshot import Snapshot, SnapshotReader
 from controller.ports import (
     ANNOTATION_SOURCE,
@@ -122,6 +122,7 @@ class Reconciler:
         self._deferred: set[Key] = set()  # queued by --max-parallel or build-once, or a block held back
         self._adopting = False  # adoption spans passes when --max-parallel queues some of it
         self._infos: dict[str, CommitInfo] = {}
+        self._unpublished: list[Outcome] = []  # a pass whose push failed after its retries
 
     # -- entry points -----------------------------------------------------------------------------
 
@@ -178,7 +179,8 @@ class Reconciler:
         artifacts = dict(snap.artifacts)
         if self._found is None:
             self._found = {run.name: run for run in self.executor.list({LABEL_MANAGED: "releasectl"})}
-        done = [o for o in self._collect(now, result) if not self._settled_by_another(o, snap)]
+        carried, self._unpublished = self._unpublished, []
+        done = [o for o in carried + self._collect(now, result) if not self._settled_by_another(o, snap)]
         for outcome in done:
             key = outcome.action.key
             recorded[key] = next_status(outcome, recorded.get(key), now)
@@ -213,7 +215,11 @@ class Reconciler:
         result.in_flight = len(self.in_flight)
         if self._adopting and result.settled:
             self._adopting = False
-        result.published = self._publish(snap, result.outcomes, result)
+        try:
+            result.published = self._publish(snap, result.outcomes, result)
+        except TransientError:  # nothing landed: the next pass says these again, before its own
+            self._unpublished, self.snapshot = list(result.outcomes), snap
+            raise
         self.snapshot = snap
         return result
 
