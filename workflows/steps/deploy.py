@@ -74,6 +74,8 @@ def health_check(store_dir: Path, artifact: str, version: str) -> None:
         classes = list(estimator.classes_)
         if answer not in classes:
             raise ValueError(f"answered {answer!r}, not one of {classes}")
+    except store.ArtifactMissing:
+        raise  # infrastructure: Errored (retried), not a failed check of the user's version
     except Exception as exc:
         raise CheckFailed(f"health check of {version} ({artifact}) failed: {exc}") from None
 
