@@ -289,7 +289,7 @@ ROWS = {
         desired=[desired("staging", V2, C1), desired("production", V2, C2)],
         recorded=[status("staging", Phase.DEPLOYED, V2, C1, live_ref=live(V2), deployed=(live(V2),))],
         commits=by("dana@example.com", approval("eve@example.com")),
-        actions=[("block", "production", "eve@example.com's approval a1a1a1a1a1a1 is from outside approvals.from", None)],
+        actions=[("block", "production", f"eve@example.com's approval {A1[:12]} is from outside approvals.from", None)],
         in_sync=["staging"],
     ),
     "approval-naming-another-source-commit-does-not-count": Row(

@@ -114,6 +114,15 @@ def cmd_promote(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_approve(args: argparse.Namespace) -> int:
+    from controller.app.approve import approve
+
+    made = approve(_repo(args), args.model, args.env, args.source)
+    print(f"{made.sha}  {made.summary}")
+    say(f"committed on {made.ref}; push it (or merge it like any change): the next pass counts it")
+    return 0
+
+
 def cmd_reconcile(args: argparse.Namespace) -> int:
     from controller.adapters.git import CONTROLLER, GitRepo, Identity
     from controller.app.runtime import Home, compiler, local_executor
@@ -236,6 +245,17 @@ def parser() -> argparse.ArgumentParser:
     pr.add_argument("--to", dest="target", required=True)
     pr.add_argument("--branch", help="branch name (default: promote/<model>-<to>-<version>)")
     pr.add_argument("--repo", default=".")
+
+    ap = add(
+        "approve",
+        cmd_approve,
+        "approve a merged change: a commit (signed when your git signs) naming the change, environment and model",
+    )
+    ap.add_argument("model")
+    ap.add_argument("--env", required=True)
+    ap.add_argument("--source", help="the commit that set the pin (default: its last change at HEAD)")
+    ap.add_argument("--repo", default=".")
+    ap.epilog = "example: releasectl approve tumor-classifier --env production  (then git push)"
 
     sv = add("serve", cmd_serve, "serve an environment's live models over HTTP (KServe v1 protocol)")
     sv.add_argument("--env", required=True)

@@ -402,4 +402,4 @@ class Outcome(_Frozen):
     gates: tuple[GateResult, ...] = ()
     workflow: WorkflowRef | None = None
     details: dict[str, Any] = Field(default_factory=dict)
-    evidence: OutcomeEvidence | None = Field(default=None, description="Filled in before recording (see trail.evidence)")
+    evidence: OutcomeEvidence | None = Field(default=None, description="Set before recording (trail.build_evidence)")

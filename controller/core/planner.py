@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+
 from controller.core.models import (
     Action,
     ActionKind,
@@ -340,7 +341,9 @@ def _requires(
     return UpstreamRef(environment=upstream, since=ref.since)
 
 
-def _approvals(d: DesiredPin, policy: PromotionPolicy, evidence: Evidence) -> tuple[str | None, tuple[ApprovalRef, ...]]:
+def _approvals(
+    d: DesiredPin, policy: PromotionPolicy, evidence: Evidence
+) -> tuple[str | None, tuple[ApprovalRef, ...]]:
     """(why it is not approved enough, or None; the approvals that counted).
 
     An approval counts only from an identity in `approvals.from` (anyone when empty), never from

@@ -19,11 +19,12 @@ from typing import Any
 from controller.adapters.git import CONTROLLER, GitRepo, Identity, PendingCommit
 from controller.core.models import Action, ActionKind, ModelStatus, Outcome, Phase
 from controller.core.outcomes import fold, record_only
-from controller.core.paths import ALLOWED_SIGNERS, status_path
+from controller.core.paths import status_path
 from controller.core.planner import CommitInfo, Evidence, plan
 from controller.core.schemas import Problem
 from controller.core.trail import artifacts_by_digest, message, next_status, render_status
 from controller.errors import PermanentError, ReleasectlError
+from controller.loop.approvals import commit_infos, with_trail_evidence
 from controller.loop.snapshot import Snapshot, SnapshotReader
 from controller.ports import Executor
 
@@ -217,6 +218,7 @@ class Reconciler:
         pending: list[PendingCommit] = []
         for outcome in outcomes:
             key = outcome.action.key
+            outcome = with_trail_evidence(self.repo, snap, outcome)  # noqa: PLW2901 - the evidence it records
             status = next_status(outcome, statuses.get(key), self.clock())
             statuses[key] = status
             text = message(outcome, status, snap.head).text()
@@ -249,43 +251,12 @@ def gather_evidence(
         now=now,
         adopting=snap.adopting,
         candidates=candidates,
-        commits=_commit_infos(repo, snap, candidates, {} if cache is None else cache),
+        commits=commit_infos(repo, snap, candidates, {} if cache is None else cache),
         superseded=snap.superseded if first else (),
         deletions=snap.deletions,
         artifacts=artifacts if artifacts is not None else snap.artifacts,
         head=snap.head,
     )
-
-
-def _commit_infos(
-    repo: GitRepo, snap: Snapshot, candidates: frozenset[tuple[str, str]] | None, cache: dict[str, CommitInfo]
-) -> dict[str, CommitInfo]:
-    """Approvals and signatures of the commits that set pins, only where the policy asks."""
-    policy = snap.policy
-    if policy is None:
-        return {}
-    wanted = {
-        env for env in policy.order if policy.for_env(env).approvals.min > 0 or policy.for_env(env).require_signed
-    }
-    if not wanted and not policy.rollback_requires_approval:
-        return {}
-    signers_blob = snap.files.get(ALLOWED_SIGNERS)
-    signers = (
-        repo.read_blob(signers_blob)
-        if signers_blob and any(policy.for_env(env).require_signed for env in policy.order)
-        else None
-    )
-    infos: dict[str, CommitInfo] = {}
-    for key, desired in snap.desired.items():
-        if (candidates is not None and key not in candidates) or desired.source_commit in infos:
-            continue
-        if key[0] in wanted or policy.rollback_requires_approval:
-            sha = desired.source_commit
-            cache_key = f"{sha}:{signers_blob or ''}"  # commits are immutable: read each once per signers file
-            if cache_key not in cache:
-                cache[cache_key] = repo.commit_info(sha, signers)
-            infos[sha] = cache[cache_key]
-    return infos
 
 
 class PolicyInvalid(PermanentError):

@@ -23,13 +23,12 @@ import git
 from git.exc import GitCommandError, InvalidGitRepositoryError, NoSuchPathError
 
 from controller.adapters.git._common import stderr_of
+from controller.adapters.git._signed import SignedMixin
 from controller.adapters.git._stream import BlobFeed, LogCall, TreeDiff, stream_log
 from controller.adapters.git._worktree import WorktreeMixin
 from controller.adapters.git._write import WritingMixin
 from controller.core.history import CommitRecord
 from controller.core.paths import ENV_ROOT, STATUS_ROOT, FileChange
-from controller.core.planner import CommitInfo
-from controller.core.trail import all_trailers
 from controller.errors import GitError, UsageError
 
 PIPELINE_FROM = 64  # below this many blobs, the warm object database is as fast
@@ -42,7 +41,7 @@ def _more(stdout: IO[bytes], sha: str) -> bytes:
     return bytes(chunk)
 
 
-class GitRepo(WritingMixin, WorktreeMixin):
+class GitRepo(WritingMixin, WorktreeMixin, SignedMixin):
     """A repository, opened once and kept: its object database keeps `cat-file --batch` warm."""
 
     def __init__(self, path: str | Path, *, branch: str = "main") -> None:
@@ -203,17 +202,6 @@ class GitRepo(WritingMixin, WorktreeMixin):
                 offset = timedelta(hours=int(zone[1:3]), minutes=int(zone[3:5])) * (-1 if zone[0] == "-" else 1)
                 when = datetime.fromtimestamp(int(stamp), timezone(offset))
         return CommitRecord(sha, tuple(parents), email, when, message, tuple(changes))
-
-    def commit_info(self, sha: str, allowed_signers: bytes | None = None) -> CommitInfo:
-        """Author, `Approved-by:` trailers and (given allowed signers) signature of a commit that set a pin."""
-        author, body = self.commit_message(sha)
-        verified = self.verify_commit(sha, allowed_signers) if allowed_signers else False
-        return CommitInfo(
-            sha=sha,
-            author_email=author,
-            approvers=tuple(all_trailers(body, "Approved-by")),
-            signature_verified=verified,
-        )
 
     def verify_commit(self, sha: str, allowed_signers: bytes) -> bool:
         """`git verify-commit` against an ssh allowed-signers file (the repo's environments/allowed_signers)."""
