@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 from controller.adapters.git import GitRepo
 from controller.core.models import ModelPin
-from controller.core.paths import pin_path
-from controller.core.pins import parse_pin
+from controller.core.paths import POLICY_PATH, pin_path
+from controller.core.pins import parse_pin, parse_policy
 from controller.core.schemas import dump_yaml, load_yaml
 from controller.errors import PermanentError, UsageError
 
@@ -57,6 +57,7 @@ def promote(repo: GitRepo, model: str, source: str, target: str, branch: str | N
     what is promoted is the artifact's definition, not the environment's rules.
     """
     head = repo.rev("HEAD")
+    _check_order(repo, head, source, target)
     src_path, dst_path = pin_path(source, model), pin_path(target, model)
     data = repo.read_file(head, src_path)
     if data is None:
@@ -94,3 +95,19 @@ def promote(repo: GitRepo, model: str, source: str, target: str, branch: str | N
     header = "# yaml-language-server: $schema=https://releasectl.dev/schemas/v1/ModelPin.json\n"
     sha = repo.commit_on(ref, head, {dst_path: (header + dump_yaml(doc)).encode()}, text)
     return Made(sha, name, f"{model} {parsed.version}: {source} -> {target} on branch {name}")
+
+
+def _check_order(repo: GitRepo, head: str, source: str, target: str) -> None:
+    """A promotion goes from an environment to the one after it in policy.order."""
+    policy = parse_policy(repo.read_file(head, POLICY_PATH))
+    if isinstance(policy, list):
+        raise PermanentError("; ".join(p.line() for p in policy))
+    order = policy.order
+    for env in (source, target):
+        if env not in order:
+            raise UsageError(f"unknown environment {env!r} (policy.order: {' -> '.join(order)})")
+    if order.index(target) != order.index(source) + 1:
+        raise PermanentError(
+            f"cannot promote from {source} to {target}: {target} does not follow {source} in policy.order "
+            f"({' -> '.join(order)})"
+        )
