@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from controller.core.approvals import Approval, count_approvals
 from controller.core.models import (
     Action,
     ActionKind,
@@ -27,23 +28,12 @@ from controller.core.models import (
 from controller.core.pins import DesiredPin, check_versions, with_problem
 from controller.core.schemas import Problem
 
+__all__ = ["Approval", "CommitInfo", "Evidence", "SupersededChange", "checked", "plan"]
+
 Key = tuple[str, str]
 SETTLED = frozenset({Phase.DEPLOYED, Phase.FAILED, Phase.REMOVED})
 BACKOFF_BASE_S = 30
 BACKOFF_MAX_S = 1800
-
-
-@dataclass(frozen=True)
-class Approval:
-    """A commit with a `Releasectl-Approves: <source commit>` trailer, as the git side read it."""
-
-    identity: str  # the approving commit's author email
-    commit: str
-    source_commit: str  # the change it approves
-    environment: str
-    model: str
-    signer: str | None = None  # the principal environments/allowed_signers maps its signing key to
-    key: str | None = None  # that key's fingerprint
 
 
 @dataclass(frozen=True)
@@ -344,12 +334,7 @@ def _requires(
 def _approvals(
     d: DesiredPin, policy: PromotionPolicy, evidence: Evidence
 ) -> tuple[str | None, tuple[ApprovalRef, ...]]:
-    """(why it is not approved enough, or None; the approvals that counted).
-
-    An approval counts only from an identity in `approvals.from` (anyone when empty), never from
-    an author of the change, only for the source commit, environment and model it names, and,
-    with `require_signed`, only when its commit is signed by a key allowed_signers maps to it.
-    """
+    """(why it is not approved enough, or None; the approvals that counted)."""
     env_policy = policy.for_env(d.environment)
     rule = env_policy.approvals
     if rule.min == 0:
@@ -357,37 +342,16 @@ def _approvals(
     info = evidence.commits.get(d.source_commit)
     if info is None:
         return f"approval evidence for {d.source_commit[:12]} is unavailable", ()
-    allowed = {a.lower() for a in rule.from_}
-    authors = {a.lower() for a in (info.author_email, *info.authors) if a}
-    counted: dict[str, ApprovalRef] = {}
-    refused: list[str] = []
-    for approval in info.approvals:
-        if (approval.environment, approval.model) != (d.environment, d.model):
-            continue
-        who = approval.identity.lower()
-        why = None
-        if approval.source_commit != d.source_commit:
-            why = f"names {approval.source_commit[:12]}, not this change"
-        elif who in authors:
-            why = "is by an author of the change"
-        elif allowed and who not in allowed:
-            why = "is from outside approvals.from"
-        elif env_policy.require_signed and approval.signer is None:
-            why = "is not signed by a key in environments/allowed_signers"
-        elif env_policy.require_signed and (approval.signer or "").lower() != who:
-            why = f"is signed by a key that environments/allowed_signers maps to {approval.signer}"
-        if why is None:
-            counted.setdefault(who, ApprovalRef(identity=approval.identity, commit=approval.commit, key=approval.key))
-        else:
-            refused.append(f"{approval.identity}'s approval {approval.commit[:12]} {why}")
-    refs = tuple(counted[k] for k in sorted(counted))
+    authors = sorted({a.lower() for a in (info.author_email, *info.authors) if a})
+    refs, refused = count_approvals(env_policy, d.environment, d.model, d.source_commit, authors, info.approvals)
     if len(refs) >= rule.min:
         return None, refs
-    pool = ", ".join(sorted(allowed)) if allowed else "anyone"
+    allowed = sorted({a.lower() for a in rule.from_})
+    pool = ", ".join(allowed) if allowed else "anyone"
     have = ", ".join(r.identity for r in refs) if refs else "none"
     text = (
         f"awaiting approval: {d.environment} needs {rule.min} approval(s) from {pool}, not the change's "
-        f"author(s) ({', '.join(sorted(authors))}); has {len(refs)} ({have})"
+        f"author(s) ({', '.join(authors)}); has {len(refs)} ({have})"
     )
     if refused:
         text += "; not counted: " + "; ".join(refused)

@@ -150,6 +150,8 @@ def build_evidence(
     finished = outcome.workflow.finished if outcome.workflow else None
     lead = (finished - merged_at).total_seconds() if finished and merged_at else None
     return OutcomeEvidence(
+        action=action.kind.value,
+        adopted=action.adopted,
         approvals=list(action.approvals),
         policy_digest=policy_digest,
         upstream=upstream,
