@@ -132,6 +132,8 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     identity = Identity.parse(args.identity) if args.identity else CONTROLLER
     workdir = args.workdir or home.workdir(args.repo)
     repo = GitRepo.controller_clone(args.repo, workdir, args.branch)
+    if args.signing_key:
+        repo.signing_key = _signing_key(args.signing_key)
     with local_executor(home, on_event=(lambda line: say(f"  {line}")) if args.verbose else None) as executor:
         reconciler = Reconciler(repo, executor, compiler(home), identity=identity, log=say)
         if args.interval is not None:
@@ -164,6 +166,16 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     elif not result.outcomes:
         say(f"nothing to do at {result.head[:12]}: every pin is in sync")
     return 1 if result.problems else 0
+
+
+def _signing_key(path: str) -> str:
+    """An ssh private key to sign status commits with: it must exist and be readable."""
+    from pathlib import Path
+
+    key = Path(path).expanduser().resolve()
+    if not key.is_file() or not os.access(key, os.R_OK):
+        raise UsageError(f"--signing-key {path}: not a readable file (an ssh private key, e.g. ssh-keygen -t ed25519)")
+    return str(key)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -214,6 +226,12 @@ def parser() -> argparse.ArgumentParser:
     rec.add_argument("--home", help="state folder (default: $RELEASECTL_HOME or ~/.local/share/releasectl)")
     rec.add_argument("--workdir", help="the controller's clone (default: under --home)")
     rec.add_argument("--identity", help="'Name <email>' of status commits")
+    rec.add_argument(
+        "--signing-key",
+        metavar="PATH",
+        help="ssh private key that signs every status commit (list its public key for the controller's "
+        "identity in environments/allowed_signers)",
+    )
     rec.add_argument("--format", choices=["text", "json"], default="text")
     rec.add_argument("-v", "--verbose", action="store_true", help="print every workflow step")
 

@@ -286,7 +286,9 @@ class CanaryStepRef(_Frozen):
 class OutcomeEvidence(_Frozen):
     """What an auditor needs to trust an outcome, from the trail alone (nothing from the controller's disk)."""
 
-    action: str | None = Field(default=None, description="What the controller did: deploy, rollback, remove, block, ...")
+    action: str | None = Field(
+        default=None, description="What the controller did: deploy, rollback, remove, block, ..."
+    )
     adopted: bool = Field(default=False, description="The first pass over a repository without a trail")
     approvals: list[ApprovalRef] = Field(default_factory=list, description="The approvals that counted")
     policy_digest: Digest | None = Field(default=None, description="sha256 of environments/policy.yaml in force")

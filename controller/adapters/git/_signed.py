@@ -103,6 +103,37 @@ class SignedMixin(Handle):
     def _is_merge(self, sha: str) -> bool:
         return len(str(self.git.rev_parse(f"{sha}^@")).split()) > 1
 
+    def first_parent_positions(self, head: str) -> tuple[dict[str, int], dict[str, int]]:
+        """(first-parent sha -> index, oldest 0; any commit -> the index of the first-parent commit
+        that made it reachable): when a commit merged from a side branch joined the line."""
+        try:
+            out = str(self.git.rev_list("--parents", head))
+        except GitCommandError as exc:
+            raise GitError(f"git rev-list {head[:12]} failed: {stderr_of(exc)}") from exc
+        parents: dict[str, list[str]] = {}
+        for line in out.splitlines():
+            sha, *rest = line.split()
+            parents[sha] = rest
+        line_: list[str] = []
+        at: str | None = head
+        while at is not None:
+            line_.append(at)
+            up = parents.get(at, [])
+            at = up[0] if up else None
+        line_.reverse()
+        position = {sha: i for i, sha in enumerate(line_)}
+        joined: dict[str, int] = {}
+        for i, sha in enumerate(line_):
+            joined[sha] = i
+            stack = list(parents.get(sha, [])[1:])
+            while stack:
+                other = stack.pop()
+                if other in joined or other in position:
+                    continue
+                joined[other] = i
+                stack.extend(parents.get(other, []))
+        return position, joined
+
     def staged(self) -> bool:
         """Whether the index differs from HEAD (a commit would carry those changes)."""
         try:

@@ -30,6 +30,10 @@ from controller.core.paths import ENV_ROOT, STATUS_ROOT
 from controller.errors import GitError, PushRejected
 
 
+def _ssh_signing(key: str) -> list[str]:
+    return ["git", "-c", "gpg.format=ssh", "-c", f"user.signingKey={key}"]
+
+
 class WritingMixin(Handle):
     def store_blob(self, data: bytes) -> str:
         return str(self.repo.odb.store(IStream("blob", len(data), BytesIO(data))).hexsha.decode())
@@ -49,8 +53,23 @@ class WritingMixin(Handle):
                     blob = self.store_blob(data)
                     self.git.update_index("--add", "--cacheinfo", f"100644,{blob},{path}", env=env)
                 tree = self.git.write_tree(env=env)
-                head = self.git.commit_tree(tree, "-p", head, "-F", message_file(tmp, pending.message), env=env)
+                head = self._commit_tree(tree, head, message_file(tmp, pending.message), env)
         return str(head)
+
+    def _commit_tree(self, tree: str, parent: str, message: str, env: dict[str, str]) -> str:
+        """`git commit-tree`, ssh-signed with `signing_key` when the controller has one (every replay re-signs)."""
+        key = getattr(self, "signing_key", None)
+        if key is None:
+            return str(self.git.commit_tree(tree, "-p", parent, "-F", message, env=env))
+        try:
+            return str(
+                self.git.execute(
+                    [*_ssh_signing(key), "commit-tree", "-S", tree, "-p", parent, "-F", message],
+                    env={**os.environ, **env},
+                )
+            )
+        except GitCommandError as exc:
+            raise GitError(f"signing a status commit with {key} failed: {stderr_of(exc)}") from exc
 
     def push(self, sha: str) -> None:
         """Fast-forward the remote branch to `sha`; a refusal is PushRejected. Never forced."""

@@ -52,6 +52,7 @@ class GitRepo(WritingMixin, WorktreeMixin, SignedMixin):
         self.path = Path(path)
         self.branch = branch
         self.git: Any = self.repo.git
+        self.signing_key: str | None = None  # an ssh private key: status commits are signed with it
 
     # -- setting up -------------------------------------------------------------------------------
 
