@@ -185,6 +185,13 @@ def test_demo_runs_the_whole_story(tmp_path: Path) -> None:
     assert "staging/tumor-classifier 1.0.0 Deployed (rollback, no training;" in text
     assert '"model_version": "1.0.0"' in text
 
+    from controller.adapters.git import GitRepo
+    from controller.app.audit import audit
+
+    report = audit(GitRepo(tmp_path / "demo" / "releases.git"), "main", verify=True)
+    assert report.breaks == []  # the demo's whole history verifies
+    assert (report.summary.deploys, report.summary.rollbacks) == (2, 1)
+
 
 def test_reconcile_once_from_the_command_line(tmp_path: Path) -> None:
     import subprocess

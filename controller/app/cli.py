@@ -123,6 +123,33 @@ def cmd_approve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_audit(args: argparse.Namespace) -> int:
+    from controller.app.audit import audit, parse_date
+    from controller.core.audit_render import html_page, markdown
+
+    report = audit(
+        _repo(args),
+        args.rev,
+        environment=args.env,
+        model=args.model,
+        since=parse_date(args.since, "--since"),
+        until=parse_date(args.until, "--until"),
+        verify=args.verify,
+        controller=args.controller,
+    )
+    if args.format == "json":
+        print(report.model_dump_json(indent=2, by_alias=True))
+    elif args.format == "html":
+        sys.stdout.write(html_page(report))
+    else:
+        sys.stdout.write(markdown(report))
+    if report.breaks:
+        for item in report.breaks:
+            say(item.line())
+        return 1
+    return 0
+
+
 def cmd_reconcile(args: argparse.Namespace) -> int:
     from controller.adapters.git import CONTROLLER, GitRepo, Identity
     from controller.app.runtime import Home, compiler, local_executor
@@ -274,6 +301,21 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--source", help="the commit that set the pin (default: its last change at HEAD)")
     ap.add_argument("--repo", default=".")
     ap.epilog = "example: releasectl approve tumor-classifier --env production  (then git push)"
+
+    au = add("audit", cmd_audit, "the promotion record from git alone: changes, approvals, gates, evidence, figures")
+    au.add_argument("--repo", default=".", help="a local clone of the release repo (default: .)")
+    au.add_argument("--rev", default="HEAD", help="the revision to read (default: HEAD)")
+    au.add_argument("--env", help="one environment")
+    au.add_argument("--model", help="one model")
+    au.add_argument("--since", metavar="DATE", help="changes from this date (YYYY-MM-DD or ISO 8601)")
+    au.add_argument("--until", metavar="DATE", help="changes up to this date")
+    au.add_argument("--format", choices=["md", "json", "html"], default="md")
+    au.add_argument("--verify", action="store_true", help="check the chain; exit 1 with one line per break")
+    au.add_argument("--controller", default="releasectl@noreply.invalid", help="the controller's email")
+    au.epilog = (
+        "examples: releasectl audit --env production --since 2026-11-01 > audit.md; "
+        "releasectl audit --format html > audit.html; releasectl audit --verify"
+    )
 
     sv = add("serve", cmd_serve, "serve an environment's live models over HTTP (KServe v1 protocol)")
     sv.add_argument("--env", required=True)
