@@ -182,8 +182,14 @@ def test_approve_after_a_squash_merge_unblocks(
     (blocked,) = rec.reconcile().outcomes
     assert blocked.phase is Phase.BLOCKED and f"--source {squashed}" in blocked.reason
     rui = signing(repo.clone("rui", REVIEWER), keys["rui"])
-    approve(rui, "wine-classifier", "production", capsys=capsys)
+    rui.run("checkout", "-q", "-b", "approval")  # the approval travels as a PR of its own, merged --no-ff
+    assert main(["approve", "wine-classifier", "--env", "production", "--repo", str(rui.path)]) == 0
+    approval = capsys.readouterr().out.split()[0]
+    rui.run("checkout", "-q", "main")
+    rui.run("merge", "-q", "--no-ff", "approval", "-m", "Merge approval")
+    rui.push()
     (deployed,) = rec.reconcile().outcomes
+    assert [a.commit for a in deployed.action.approvals] == [approval]
     assert (deployed.action.model, deployed.phase) == ("wine-classifier", Phase.DEPLOYED)
     assert USER[1] not in [a.identity for a in deployed.action.approvals]
 

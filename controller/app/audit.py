@@ -55,6 +55,10 @@ def gather(repo: GitRepo, rev: str = "HEAD", controller: str = CONTROLLER.email)
     blobs = repo.read_blobs(
         sorted({b for r in records for ch in r.changes for b in (ch.new_blob, ch.old_blob) if b and _wanted(ch.path)})
     )
+    position, joined, authors_of = repo.first_parent_graph(head)
+    brought: dict[int, set[str]] = {}
+    for sha, at in joined.items():
+        brought.setdefault(at, set()).add(authors_of.get(sha, ""))
     policy: PromotionPolicy | None = None
     controller_signs = False
     commits: list[TrailCommit] = []
@@ -69,9 +73,8 @@ def gather(repo: GitRepo, rev: str = "HEAD", controller: str = CONTROLLER.email)
         if not pins and not statuses:
             continue
         commit = verdicts.get(record.sha) or _unverified(record)
-        authors = repo.change_authors(record.sha) if pins and len(record.parents) > 1 else (record.author_email,)
+        authors = tuple(sorted(brought.get(position.get(record.sha, -1), set()) - {""})) or (record.author_email,)
         commits.append(TrailCommit(commit, pins, statuses, authors, policy, controller_signs))
-    position, joined = repo.first_parent_positions(head)
     found = repo.signed_log([head], signers, grep="^Releasectl-Approves: ")
     approvals = approvals_in(found)
     return AuditInput(

@@ -103,17 +103,19 @@ class SignedMixin(Handle):
     def _is_merge(self, sha: str) -> bool:
         return len(str(self.git.rev_parse(f"{sha}^@")).split()) > 1
 
-    def first_parent_positions(self, head: str) -> tuple[dict[str, int], dict[str, int]]:
-        """(first-parent sha -> index, oldest 0; any commit -> the index of the first-parent commit
-        that made it reachable): when a commit merged from a side branch joined the line."""
+    def first_parent_graph(self, head: str) -> tuple[dict[str, int], dict[str, int], dict[str, str]]:
+        """ONE `git log` over the whole history: (first-parent sha -> index, oldest 0; any commit ->
+        the index of the first-parent commit that made it reachable; any commit -> its author email)."""
         try:
-            out = str(self.git.rev_list("--parents", head))
+            out = str(self.git.log("--format=%H %ae %P", head))
         except GitCommandError as exc:
-            raise GitError(f"git rev-list {head[:12]} failed: {stderr_of(exc)}") from exc
+            raise GitError(f"git log {head[:12]} failed: {stderr_of(exc)}") from exc
         parents: dict[str, list[str]] = {}
+        authors: dict[str, str] = {}
         for line in out.splitlines():
-            sha, *rest = line.split()
+            sha, email, *rest = line.split()
             parents[sha] = rest
+            authors[sha] = email
         line_: list[str] = []
         at: str | None = head
         while at is not None:
@@ -132,7 +134,7 @@ class SignedMixin(Handle):
                     continue
                 joined[other] = i
                 stack.extend(parents.get(other, []))
-        return position, joined
+        return position, joined, authors
 
     def staged(self) -> bool:
         """Whether the index differs from HEAD (a commit would carry those changes)."""
