@@ -214,6 +214,7 @@ class _State:
     live_change: dict[Key, _Pin] = field(default_factory=dict)  # the change whose version is live
     failed: set[str] = field(default_factory=set)  # changes that failed or were rolled back from
     breaks: list[Break] = field(default_factory=list)
+    unapproved: list[tuple[Break, _Pin, bool]] = field(default_factory=list)  # (break, change, rollbacks need it)
 
 
 def fold(
@@ -237,6 +238,8 @@ def fold(
             _status_change(state, data, trail, change, position, by_source)
     if verify:
         _live_without_outcome(state, data)
+        # a change that turned out to be a rollback needs no approval (unless the policy says so)
+        state.breaks += [b for b, pin, strict in state.unapproved if strict or not pin.row.get("rollback")]
 
     def wanted(key: Key, row: dict[str, Any]) -> bool:
         at: datetime = row["at"]
@@ -300,16 +303,15 @@ def _pin_change(
         return
     counted, _ = count_approvals(rule, pin.environment, pin.model, c.sha, authors, by_source.get(c.sha, ()))
     if len(counted) < rule.approvals.min:
-        state.breaks.append(
-            Break(
-                commit=c.sha,
-                rule="pin-without-approvals",
-                message=(
-                    f"{pin.environment}/{pin.model} {pin.version} was pushed to {pin.environment}'s pin without the "
-                    f"approvals {pin.environment} requires ({len(counted)} of {rule.approvals.min} that count)"
-                ),
-            )
+        found = Break(
+            commit=c.sha,
+            rule="pin-without-approvals",
+            message=(
+                f"{pin.environment}/{pin.model} {pin.version} was pushed to {pin.environment}'s pin without the "
+                f"approvals {pin.environment} requires ({len(counted)} of {rule.approvals.min} that count)"
+            ),
         )
+        state.unapproved.append((found, state.changes[key][c.sha], policy.rollback_requires_approval))
 
 
 def _status_change(
