@@ -10,7 +10,7 @@ from __future__ import annotations
 import html
 from collections.abc import Iterable
 
-from controller.core.audit import AuditReport, ChangeRow, OutcomeRow
+from controller.core.audit_report import AuditReport, ChangeRow, OutcomeRow
 
 PLOT_W, PLOT_H, PAD = 640, 220, 40
 COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
