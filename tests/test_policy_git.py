@@ -16,10 +16,9 @@ from controller.adapters.git import GitRepo
 from controller.app.cli import main
 from controller.core.models import Phase
 from controller.loop.reconciler import Reconciler
-from tests.support import REVIEWER, USER, Clone, ReleaseRepo, ScriptedExecutor, make_release_repo
-from workflows.builders import Target, manifest
+from tests.fastexec import FastExecutor
+from tests.support import REVIEWER, USER, Clone, ReleaseRepo, make_release_repo
 
-TARGET = Target(store_uri="file:///s", data_uri="file:///d", serving_uri="file:///v")
 KIM = ("Kim Approver", "kim@example.com")
 
 
@@ -72,7 +71,7 @@ def _signers(tmp: Path, by_email: dict[str, str]) -> Path:
     return path
 
 
-def guarded_repo(tmp_path: Path, keys: dict[str, Path]) -> tuple[ReleaseRepo, Reconciler]:
+def guarded_repo(tmp_path: Path, keys: dict[str, Path], fast: FastExecutor) -> tuple[ReleaseRepo, Reconciler]:
     def guarded(seed: Path) -> None:
         policy = yaml.safe_load((seed / "environments/policy.yaml").read_text())
         policy["environments"]["staging"]["require_signed"] = True
@@ -83,33 +82,35 @@ def guarded_repo(tmp_path: Path, keys: dict[str, Path]) -> tuple[ReleaseRepo, Re
 
     repo = make_release_repo(tmp_path / "repo", edit=guarded)
     rec = Reconciler(
-        GitRepo.controller_clone(repo.url, tmp_path / "ctl"), ScriptedExecutor(), lambda a: manifest(a, TARGET)
+        GitRepo.controller_clone(repo.url, tmp_path / "ctl"), fast, fast.compiler()
     )
-    assert len(rec.reconcile(full=True).outcomes) == 9  # adoption needs no approvals
+    assert len(rec.settle(full=True).outcomes) == 9  # adoption needs no approvals
     return repo, rec
 
 
-def test_unsigned_changes_are_blocked_where_signatures_are_required(tmp_path: Path, keys: dict[str, Path]) -> None:
-    repo, rec = guarded_repo(tmp_path, keys)
+def test_unsigned_changes_are_blocked_where_signatures_are_required(
+    tmp_path: Path, keys: dict[str, Path], fast: FastExecutor
+) -> None:
+    repo, rec = guarded_repo(tmp_path, keys, fast)
     user = repo.clone("user")
     user.merge_pr("p1", promote("tumor-classifier", "dev", "staging"), "unsigned promotion")
-    (blocked,) = rec.reconcile().outcomes
+    (blocked,) = rec.settle().outcomes
     assert blocked.phase is Phase.BLOCKED
     assert "has no signature that verifies against environments/allowed_signers" in blocked.reason
     user.merge_pr("p3", promote("digits-classifier", "dev", "staging"), "signed promotion", sign_with=keys["dana"])
-    (signed,) = rec.reconcile().outcomes
+    (signed,) = rec.settle().outcomes
     assert (signed.action.model, signed.phase) == ("digits-classifier", Phase.DEPLOYED)
 
 
 def test_only_a_signed_approval_by_an_allowed_identity_for_this_change_counts(
-    tmp_path: Path, keys: dict[str, Path], capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, keys: dict[str, Path], capsys: pytest.CaptureFixture[str], fast: FastExecutor
 ) -> None:
-    repo, rec = guarded_repo(tmp_path, keys)
+    repo, rec = guarded_repo(tmp_path, keys, fast)
     dana = repo.clone("dana")
     rui, kim = repo.clone("rui", REVIEWER), repo.clone("kim", KIM)
     model = "wine-classifier"
     change = dana.merge_pr("p1", promote(model, "staging", "production"), "to production", sign_with=keys["dana"])
-    (waiting,) = rec.reconcile().outcomes
+    (waiting,) = rec.settle().outcomes
     assert waiting.phase is Phase.BLOCKED
     assert waiting.reason == (
         "awaiting approval: production needs 1 approval(s) from rui@example.com, not the change's author(s) "
@@ -118,7 +119,7 @@ def test_only_a_signed_approval_by_an_allowed_identity_for_this_change_counts(
     )
 
     def blocked_because(fragment: str) -> None:
-        (outcome,) = rec.reconcile().outcomes
+        (outcome,) = rec.settle().outcomes
         assert outcome.phase is Phase.BLOCKED, outcome.reason
         assert fragment in outcome.reason, outcome.reason
 
@@ -140,7 +141,7 @@ def test_only_a_signed_approval_by_an_allowed_identity_for_this_change_counts(
     )
 
     good = approve(signing(rui, keys["rui"]), model, "production", capsys=capsys)
-    (deployed,) = rec.reconcile().outcomes
+    (deployed,) = rec.settle().outcomes
     assert (deployed.action.model, deployed.phase) == (model, Phase.DEPLOYED)
     assert [(a.identity, a.commit) for a in deployed.action.approvals] == [(REVIEWER[1], good)]
     status = yaml.safe_load(repo_file(repo, f"status/production/{model}.yaml"))
@@ -155,12 +156,12 @@ def test_only_a_signed_approval_by_an_allowed_identity_for_this_change_counts(
     dana.pull()
     assert main(["rollback", model, "--env", "production", "--repo", str(dana.path)]) == 0
     dana.push()
-    (back,) = rec.reconcile().outcomes
+    (back,) = rec.settle().outcomes
     assert (back.action.kind.value, back.phase) == ("rollback", Phase.DEPLOYED)
     assert back.action.version != version
     # ...but returning to the version rolled back from needs the whole policy again.
     again = dana.merge_pr("p2", promote(model, "staging", "production"), "again", sign_with=keys["dana"])
-    (reblocked,) = rec.reconcile().outcomes
+    (reblocked,) = rec.settle().outcomes
     assert reblocked.phase is Phase.BLOCKED
     assert reblocked.reason.startswith("awaiting approval: production needs 1 approval(s) from rui@example.com")
     assert "has 0 (none)" in reblocked.reason  # the approval of the first change does not carry over
@@ -168,9 +169,9 @@ def test_only_a_signed_approval_by_an_allowed_identity_for_this_change_counts(
 
 
 def test_approve_after_a_squash_merge_unblocks(
-    tmp_path: Path, keys: dict[str, Path], capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, keys: dict[str, Path], capsys: pytest.CaptureFixture[str], fast: FastExecutor
 ) -> None:
-    repo, rec = guarded_repo(tmp_path, keys)
+    repo, rec = guarded_repo(tmp_path, keys, fast)
     dana = signing(repo.clone("dana"), keys["dana"])
     dana.run("checkout", "-q", "-b", "pr")
     promote("wine-classifier", "staging", "production")(dana)
@@ -179,7 +180,7 @@ def test_approve_after_a_squash_merge_unblocks(
     dana.run("merge", "-q", "--squash", "pr")
     squashed = dana.commit("wine to production (#7)")  # one commit on main, no merge commit, no trailers
     dana.push()
-    (blocked,) = rec.reconcile().outcomes
+    (blocked,) = rec.settle().outcomes
     assert blocked.phase is Phase.BLOCKED and f"--source {squashed}" in blocked.reason
     rui = signing(repo.clone("rui", REVIEWER), keys["rui"])
     rui.run("checkout", "-q", "-b", "approval")  # the approval travels as a PR of its own, merged --no-ff
@@ -188,7 +189,7 @@ def test_approve_after_a_squash_merge_unblocks(
     rui.run("checkout", "-q", "main")
     rui.run("merge", "-q", "--no-ff", "approval", "-m", "Merge approval")
     rui.push()
-    (deployed,) = rec.reconcile().outcomes
+    (deployed,) = rec.settle().outcomes
     assert [a.commit for a in deployed.action.approvals] == [approval]
     assert (deployed.action.model, deployed.phase) == ("wine-classifier", Phase.DEPLOYED)
     assert USER[1] not in [a.identity for a in deployed.action.approvals]
