@@ -20,10 +20,9 @@ from controller.app.cli import main
 from controller.core.audit import schema_text
 from controller.core.models import Phase
 from controller.loop.reconciler import Reconciler
-from tests.support import REVIEWER, ROOT, Clone, ReleaseRepo, ScriptedExecutor, git, make_release_repo
-from workflows.builders import Target, manifest
+from tests.fastexec import FastExecutor
+from tests.support import REVIEWER, ROOT, Clone, ReleaseRepo, git, make_release_repo
 
-TARGET = Target(store_uri="file:///s", data_uri="file:///d", serving_uri="file:///v")
 CONTROLLER_EMAIL = "releasectl@noreply.invalid"
 
 
@@ -49,7 +48,9 @@ def audit(capsys: pytest.CaptureFixture[str], clone: Clone, *args: str) -> tuple
 
 
 @pytest.fixture
-def signed_story(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[ReleaseRepo, Reconciler, Path]:
+def signed_story(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], fast: FastExecutor
+) -> tuple[ReleaseRepo, Reconciler, Path]:
     """Adoption, a promotion to staging, an approved promotion to production; the trail signed."""
     key, public = keygen(tmp_path, "controller")
 
@@ -62,17 +63,17 @@ def signed_story(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[Re
     repo = make_release_repo(tmp_path / "repo", edit=seed)
     ctl = GitRepo.controller_clone(repo.url, tmp_path / "ctl")
     ctl.signing_key = str(key)
-    rec = Reconciler(ctl, ScriptedExecutor(), lambda a: manifest(a, TARGET))
-    assert len(rec.reconcile(full=True).outcomes) == 9
+    rec = Reconciler(ctl, fast, fast.compiler())
+    assert len(rec.settle(full=True).outcomes) == 9
     dana, rui = repo.clone("dana"), repo.clone("rui", REVIEWER)
     promote(dana, "tumor-classifier", "dev", "staging")
-    assert [o.phase for o in rec.reconcile().outcomes] == [Phase.DEPLOYED]
+    assert [o.phase for o in rec.settle().outcomes] == [Phase.DEPLOYED]
     promote(dana, "wine-classifier", "staging", "production")
-    assert [o.phase for o in rec.reconcile().outcomes] == [Phase.BLOCKED]
+    assert [o.phase for o in rec.settle().outcomes] == [Phase.BLOCKED]
     rui.pull()
     assert main(["approve", "wine-classifier", "--env", "production", "--repo", str(rui.path)]) == 0
     rui.push()
-    assert [o.phase for o in rec.reconcile().outcomes] == [Phase.DEPLOYED]
+    assert [o.phase for o in rec.settle().outcomes] == [Phase.DEPLOYED]
     capsys.readouterr()
     return repo, rec, tmp_path / "allowed_signers"
 
@@ -109,18 +110,17 @@ def test_a_replayed_status_commit_is_signed_again(signed_story: tuple[ReleaseRep
         other.push()
 
     promote(dana, "digits-classifier", "dev", "staging")
-    assert isinstance(rec.executor, ScriptedExecutor)
-    rec.executor.on_wait = someone_pushes
-    result = rec.reconcile()
+    assert isinstance(rec.executor, FastExecutor)
+    rec.executor.on_finished = someone_pushes
+    result = rec.settle()
     assert result.push_retries == 1
-    head = git(repo.remote, "log", "-1", "--format=%H%x00%G?", "main", "--", "status").split("\0")
-    signers = git(repo.remote, "show", "main:environments/allowed_signers")
     path = Path(str(repo.root)) / "as"
-    path.write_text(signers + "\n")
-    verdict = git(repo.remote, "-c", "gpg.format=ssh", "-c", f"gpg.ssh.allowedSignersFile={path}", "log", "-1",
-                  "--format=%G? %GS", head[0])  # fmt: skip
-    assert verdict == f"G {CONTROLLER_EMAIL}"
-    assert git(repo.remote, "log", "-1", "--format=%s", f"{head[0]}~{len(result.outcomes)}") == "Add a README"
+    path.write_text(git(repo.remote, "show", "main:environments/allowed_signers") + "\n")
+    config = ["-c", "gpg.format=ssh", "-c", f"gpg.ssh.allowedSignersFile={path}"]
+    lines = git(repo.remote, *config, "log", "--first-parent", "--format=%G? %GS %s", "main").splitlines()
+    newer = lines[: next(i for i, line in enumerate(lines) if line.endswith(" Add a README"))]
+    assert newer, lines[:5]  # the status commits replayed on top of the README commit
+    assert all(line.startswith(f"G {CONTROLLER_EMAIL} status(") for line in newer), newer
 
 
 def test_audit_reports_every_change_and_the_chain_verifies(
@@ -203,14 +203,12 @@ def test_verify_names_the_commit_of_each_break(
     ]
 
 
-def test_verify_finds_a_live_version_without_its_outcome_and_a_deploy_without_upstream(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+def test_verify_finds_a_live_version_without_its_outcome(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], fast: FastExecutor
 ) -> None:
     repo = make_release_repo(tmp_path / "repo")
-    rec = Reconciler(
-        GitRepo.controller_clone(repo.url, tmp_path / "ctl"), ScriptedExecutor(), lambda a: manifest(a, TARGET)
-    )
-    rec.reconcile(full=True)
+    rec = Reconciler(GitRepo.controller_clone(repo.url, tmp_path / "ctl"), fast, fast.compiler())
+    rec.settle(full=True)
     forger = repo.clone("forger")
     path = forger.path / "status/production/tumor-classifier.yaml"
     doc = json.loads(path.read_text())
@@ -236,6 +234,11 @@ def test_audit_refuses_bad_options(tmp_path: Path, capsys: pytest.CaptureFixture
     assert "--since 'last tuesday': not a date (YYYY-MM-DD or an ISO 8601 time)" in capsys.readouterr().err
     assert main(["audit", "--repo", str(clone.path), "--env", "qa"]) == 2
     assert "unknown environment 'qa'" in capsys.readouterr().err
+    missing = tmp_path / "no_such_key"
+    assert main(["reconcile", "--repo", "file:///nowhere.git", "--signing-key", str(missing)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: --signing-key {missing}: not a readable file (an ssh private key, e.g. ssh-keygen -t ed25519)\n"
+    )
 
 
 def test_the_published_schema_is_current() -> None:

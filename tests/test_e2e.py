@@ -199,6 +199,8 @@ def test_reconcile_once_from_the_command_line(tmp_path: Path) -> None:
     import sys
 
     repo = make_release_repo(tmp_path)
+    key = tmp_path / "controller_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
     command = [
         sys.executable,
         "-m",
@@ -209,6 +211,8 @@ def test_reconcile_once_from_the_command_line(tmp_path: Path) -> None:
         "--once",
         "--home",
         str(tmp_path / "home"),
+        "--signing-key",
+        str(key),
         "--format",
         "json",
     ]
@@ -223,6 +227,11 @@ def test_reconcile_once_from_the_command_line(tmp_path: Path) -> None:
     assert (second.returncode, second.stdout) == (0, "")
     assert second.stderr.endswith(": every pin is in sync\n")
     assert git(repo.remote, "rev-parse", "main") == result["published"]
+    signers = tmp_path / "allowed_signers"  # every status commit verifies offline against the controller's key
+    signers.write_text(f'releasectl@noreply.invalid namespaces="git" {(tmp_path / "controller_key.pub").read_text()}')
+    verdicts = git(repo.remote, "-c", "gpg.format=ssh", "-c", f"gpg.ssh.allowedSignersFile={signers}", "log",
+                   "--format=%G? %GS", "main", "--", "status")  # fmt: skip
+    assert verdicts.splitlines() == ["G releasectl@noreply.invalid"] * 9
 
 
 def test_releasectl_serve_answers_predictions_for_the_live_version(setup: Setup) -> None:

@@ -81,9 +81,7 @@ def guarded_repo(tmp_path: Path, keys: dict[str, Path], fast: FastExecutor) -> t
         (seed / "environments/allowed_signers").write_text(keys["signers"].read_text())
 
     repo = make_release_repo(tmp_path / "repo", edit=guarded)
-    rec = Reconciler(
-        GitRepo.controller_clone(repo.url, tmp_path / "ctl"), fast, fast.compiler()
-    )
+    rec = Reconciler(GitRepo.controller_clone(repo.url, tmp_path / "ctl"), fast, fast.compiler())
     assert len(rec.settle(full=True).outcomes) == 9  # adoption needs no approvals
     return repo, rec
 
