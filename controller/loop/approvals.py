@@ -81,17 +81,26 @@ def commit_infos(
     return infos
 
 
+_POLICY_DIGESTS: dict[str, str] = {}  # policy blob -> sha256 of its bytes (a blob never changes)
+
+
 def policy_digest(repo: GitRepo, snap: Snapshot) -> str | None:
     blob = snap.files.get(POLICY_PATH)
-    return "sha256:" + hashlib.sha256(repo.read_blob(blob)).hexdigest() if blob else None
+    if blob is None:
+        return None
+    if blob not in _POLICY_DIGESTS:
+        if len(_POLICY_DIGESTS) > 1000:
+            _POLICY_DIGESTS.clear()
+        _POLICY_DIGESTS[blob] = "sha256:" + hashlib.sha256(repo.read_blob(blob)).hexdigest()
+    return _POLICY_DIGESTS[blob]
 
 
 def upstream_outcome(repo: GitRepo, head: str, environment: str, model: str, spec_digest: str) -> str | None:
     """The newest status commit at `head` that recorded `spec_digest` Deployed in `environment`."""
     found = repo.signed_log(
-        ["--max-count=1", "--all-match", head],
+        ["--max-count=1", head],
         None,
-        grep=f"^Releasectl-Spec-Digest: {spec_digest}$",
+        grep=(f"^Releasectl-Phase: {Phase.DEPLOYED.value}$", f"^Releasectl-Spec-Digest: {spec_digest}$"),
         paths=(status_path(environment, model),),
         first_parent=True,
     )

@@ -64,7 +64,7 @@ class SignedMixin(Handle):
         rev_range: Sequence[str],
         allowed_signers: bytes | None,
         *,
-        grep: str | None = None,
+        grep: str | Sequence[str] = (),
         paths: Sequence[str] = (),
         first_parent: bool = False,
     ) -> list[SignedCommit]:
@@ -72,8 +72,9 @@ class SignedMixin(Handle):
         args = ["log", "--reverse", _FORMAT if allowed_signers is not None else _UNSIGNED]
         if first_parent:
             args[1:1] = ["--first-parent"]
-        if grep:
-            args += ["-E", f"--grep={grep}"]
+        patterns = [grep] if isinstance(grep, str) else list(grep)
+        if patterns:
+            args += ["-E", *(f"--grep={p}" for p in patterns)] + (["--all-match"] if len(patterns) > 1 else [])
         args += [*rev_range, "--", *[p.rstrip("/") for p in paths]]
         with signers_config(allowed_signers) as config:
             try:
