@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from controller.adapters.git import CONTROLLER, GitRepo
+from controller.app.queries import interleave
 from controller.core.audit import AuditInput, AuditReport, PinChange, SignedCommit, StatusChange, TrailCommit, fold
 from controller.core.history import CommitRecord
 from controller.core.models import PromotionPolicy
@@ -50,8 +51,12 @@ def gather(repo: GitRepo, rev: str = "HEAD", controller: str = CONTROLLER.email)
     if isinstance(policy_now, list):
         raise UsageError("; ".join(p.line() for p in policy_now))
     signers = repo.read_file(head, ALLOWED_SIGNERS)
+    trail = repo.trail_head()
     records = repo.log(head, (ENV_ROOT, STATUS_ROOT))
     verdicts = {c.sha: c for c in repo.signed_log([head], signers, first_parent=True, paths=(ENV_ROOT, STATUS_ROOT))}
+    if trail is not None:  # --status-branch: outcomes from the trail, in time order with the pin changes
+        records = interleave(repo, head, records, repo.log(trail, (STATUS_ROOT,)))
+        verdicts.update({c.sha: c for c in repo.signed_log([trail], signers, first_parent=True)})
     blobs = repo.read_blobs(
         sorted({b for r in records for ch in r.changes for b in (ch.new_blob, ch.old_blob) if b and _wanted(ch.path)})
     )

@@ -31,7 +31,26 @@ def say(line: str) -> None:
 def _repo(args: argparse.Namespace) -> Any:
     from controller.adapters.git import GitRepo
 
-    return GitRepo(args.repo)
+    repo = GitRepo(args.repo)
+    repo.status_branch = _status_branch(getattr(args, "status_branch", None))
+    return repo
+
+
+def _status_branch(name: str | None, people: str = "main") -> str | None:
+    """A branch name for the trail: plain ref characters, not the people's branch."""
+    import re
+
+    if name is None:
+        return None
+    if (
+        not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,99}", name)
+        or ".." in name
+        or name.endswith((".", "/", ".lock"))
+    ):
+        raise UsageError(f"--status-branch {name!r}: not a branch name (letters, digits, . _ / -)")
+    if name == people:
+        raise UsageError(f"--status-branch {name}: the trail needs a branch of its own, not {people}")
+    return name
 
 
 # -- commands -------------------------------------------------------------------------------------
@@ -166,6 +185,7 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
 
     if args.signing_key:
         args.signing_key = _signing_key(args.signing_key)
+    args.status_branch = _status_branch(args.status_branch, args.branch)
     if args.interval is not None or args.listen:
         return run_forever(args)
     result = run_once(args)
@@ -240,6 +260,7 @@ def parser() -> argparse.ArgumentParser:
         cmd.add_argument("--repo", default=".", help="a local clone of the release repo (default: .)")
         cmd.add_argument("--rev", default="HEAD", help="the revision to read (default: HEAD)")
         cmd.add_argument("--format", choices=formats, default=formats[0])
+        cmd.add_argument("--status-branch", metavar="NAME", help="read the status trail from this branch")
 
     demo = add("demo", cmd_demo, "the main job on one machine: real training, status commits, a bump, a revert")
     demo.add_argument("--workdir", help="where to build the demo (default: a new temporary folder)")
@@ -254,6 +275,11 @@ def parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="ssh private key that signs every status commit (list its public key for the controller's "
         "identity in environments/allowed_signers)",
+    )
+    rec.add_argument(
+        "--status-branch",
+        metavar="NAME",
+        help="keep the status trail on this branch (only status/ changes), leaving --branch to people and PRs",
     )
 
     val = add("validate", cmd_validate, "PR check: schema, names, policy; one file:field: message line each")
@@ -314,6 +340,7 @@ def parser() -> argparse.ArgumentParser:
     au.add_argument("--format", choices=["md", "json", "html"], default="md")
     au.add_argument("--verify", action="store_true", help="check the chain; exit 1 with one line per break")
     au.add_argument("--controller", default="releasectl@noreply.invalid", help="the controller's email")
+    au.add_argument("--status-branch", metavar="NAME", help="read the status trail from this branch")
     au.epilog = (
         "examples: releasectl audit --env production --since 2026-11-01 > audit.md; "
         "releasectl audit --format html > audit.html; releasectl audit --verify"

@@ -92,6 +92,7 @@ def build(args: argparse.Namespace, log: Logger) -> tuple[Reconciler, Any, Calla
     workdir = args.workdir or home.workdir(args.repo)
     repo = GitRepo.controller_clone(args.repo, workdir, args.branch)
     repo.signing_key = getattr(args, "signing_key", None)  # status commits are ssh-signed with it
+    repo.status_branch = getattr(args, "status_branch", None)  # the trail on its own branch
     executor = detached_executor(home, max_parallel=args.max_parallel)
     reconciler = Reconciler(
         repo,

@@ -128,7 +128,12 @@ class Reconciler:
 
     def reconcile(self, *, full: bool = False) -> PassResult:
         """One pass. The first pass (or `full`) is a level-triggered scan of every pin."""
-        if self.snapshot is not None and not full and self.repo.remote_head() == self.snapshot.head:
+        if (
+            self.snapshot is not None
+            and not full
+            and self.repo.remote_head() == self.snapshot.head
+            and self.repo.trail_head() == self.snapshot.trail  # with --status-branch: the trail moved too
+        ):
             snap = self.reader.advance(self.snapshot, self.snapshot.head)
             if not snap.candidates and not self.in_flight:
                 return PassResult(head=snap.head)

@@ -25,6 +25,7 @@ from git.exc import GitCommandError, InvalidGitRepositoryError, NoSuchPathError
 from controller.adapters.git._common import stderr_of
 from controller.adapters.git._signed import SignedMixin
 from controller.adapters.git._stream import BlobFeed, LogCall, TreeDiff, stream_log
+from controller.adapters.git._trail import TrailMixin
 from controller.adapters.git._worktree import WorktreeMixin
 from controller.adapters.git._write import WritingMixin
 from controller.core.history import CommitRecord
@@ -41,7 +42,7 @@ def _more(stdout: IO[bytes], sha: str) -> bytes:
     return bytes(chunk)
 
 
-class GitRepo(WritingMixin, WorktreeMixin, SignedMixin):
+class GitRepo(WritingMixin, WorktreeMixin, SignedMixin, TrailMixin):
     """A repository, opened once and kept: its object database keeps `cat-file --batch` warm."""
 
     def __init__(self, path: str | Path, *, branch: str = "main") -> None:
@@ -57,7 +58,9 @@ class GitRepo(WritingMixin, WorktreeMixin, SignedMixin):
     # -- setting up -------------------------------------------------------------------------------
 
     @classmethod
-    def controller_clone(cls, url: str, workdir: str | Path, branch: str = "main") -> GitRepo:
+    def controller_clone(
+        cls, url: str, workdir: str | Path, branch: str = "main", status_branch: str | None = None
+    ) -> GitRepo:
         """A bare clone the controller owns; reused when it exists (same remote)."""
         workdir = Path(workdir)
         if not (workdir / "HEAD").exists():
@@ -65,6 +68,7 @@ class GitRepo(WritingMixin, WorktreeMixin, SignedMixin):
             git.Repo.init(workdir, bare=True)
             git.Repo(workdir).git.remote("add", "origin", url)
         repo = cls(workdir, branch=branch)
+        repo.status_branch = status_branch
         current = repo.git.remote("get-url", "origin")
         if current != url:
             raise UsageError(f"{workdir}: already a clone of {current}, not {url}; use another --workdir")
@@ -82,6 +86,7 @@ class GitRepo(WritingMixin, WorktreeMixin, SignedMixin):
             self.git.fetch("--quiet", "--no-tags", "origin", f"+refs/heads/{self.branch}:{self.tracking}")
         except GitCommandError as exc:
             raise GitError(f"fetch from origin failed: {stderr_of(exc)}") from exc
+        self.fetch_trail()  # with --status-branch: the trail beside it
         return self.rev(self.tracking)
 
     def remote_head(self) -> str:
