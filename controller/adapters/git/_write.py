@@ -17,6 +17,7 @@ from typing import Any
 from git.exc import GitCommandError
 from gitdb.base import IStream
 
+from controller import failpoints
 from controller.adapters.git._common import (
     _REJECTED,
     CONTROLLER,
@@ -74,6 +75,8 @@ class WritingMixin(TrailMixin):
 
     def push(self, sha: str) -> None:
         """Fast-forward the remote branch (the status branch, when there is one) to `sha`; never forced."""
+        failpoints.hit("before-push")
+        failpoints.hit("during-push")
         branch = self.status_branch or self.branch
         try:
             self.git.push("--porcelain", "origin", f"{sha}:refs/heads/{branch}")
@@ -82,6 +85,7 @@ class WritingMixin(TrailMixin):
             if any(marker in text for marker in _REJECTED):
                 raise PushRejected(f"push to origin/{branch} was rejected (someone pushed meanwhile)") from exc
             raise GitError(f"push to origin failed: {stderr_of(exc)}") from exc
+        failpoints.hit("after-push")
         self.git.update_ref(self.trail_ref if self.status_branch else self.tracking, sha)
 
     def publish(
