@@ -249,19 +249,6 @@ def parse_trailers(text: str) -> dict[str, str]:
     return found
 
 
-def all_trailers(text: str, key: str) -> list[str]:
-    """Every value of a trailer key (any prefix), e.g. the `Approved-by` lines of a merge commit."""
-    paragraphs = [p for p in text.strip().split("\n\n") if p.strip()]
-    if len(paragraphs) < 2:
-        return []
-    values = []
-    for line in paragraphs[-1].splitlines():
-        match = _TRAILER_LINE.match(line.strip())
-        if match and match.group(1).lower() == key.lower():
-            values.append(match.group(2).strip())
-    return values
-
-
 def artifacts_by_digest(statuses: Iterable[ModelStatus]) -> dict[str, str]:
     """Build once, promote the same artifact: spec digest -> an artifact built for it, from the trail."""
     index: dict[str, str] = {}
