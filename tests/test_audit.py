@@ -175,10 +175,10 @@ def test_verify_names_the_commit_of_each_break(
     dana.write_pin("production", "tumor-classifier", {**pin, "owner": "someone@example.com"})
     unapproved = dana.commit("tweak production directly")
     status_file = "status/dev/tumor-classifier.yaml"
-    doc = json.loads((dana.path / status_file).read_text())
+    doc = yaml.safe_load((dana.path / status_file).read_text())
     dana.write(status_file, json.dumps({**doc, "reason": "all fine, trust me"}, indent=2) + "\n")
     hand_edited = dana.commit("fix the status by hand")
-    doc = json.loads((dana.path / "status/dev/wine-classifier.yaml").read_text())
+    doc = yaml.safe_load((dana.path / "status/dev/wine-classifier.yaml").read_text())
     dana.write("status/dev/wine-classifier.yaml", json.dumps({**doc, "reason": "forged"}, indent=2) + "\n")
     forged_env = {
         "GIT_AUTHOR_NAME": "releasectl",
@@ -211,8 +211,8 @@ def test_verify_finds_a_live_version_without_its_outcome(
     rec.settle(full=True)
     forger = repo.clone("forger")
     path = forger.path / "status/production/tumor-classifier.yaml"
-    doc = json.loads(path.read_text())
-    staging = json.loads((forger.path / "status/staging/wine-classifier.yaml").read_text())
+    doc = yaml.safe_load(path.read_text())
+    staging = yaml.safe_load((forger.path / "status/staging/wine-classifier.yaml").read_text())
     doc["live"] = {**staging["live"], "version": "9.9.9"}
     path.write_text(json.dumps(doc, indent=2) + "\n")
     git(forger.path, "add", "-A")

@@ -57,4 +57,6 @@ def approve(repo: GitRepo, model: str, environment: str, source: str | None = No
     doc = load_yaml(data) if data is not None else None
     version = str(doc.get("version", "unknown")) if isinstance(doc, dict) else "deleted"
     made = repo.commit_empty(approval_message(model, environment, sha, version))
-    return Made(made, repo.current_branch(), f"approved {model} {version} in {environment}: change {sha[:12]}")
+    return Made(
+        made, repo.current_branch(), f"approved {model} {version} in {environment}: change {sha[:12]}", "git push"
+    )
