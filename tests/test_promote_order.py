@@ -45,4 +45,4 @@ def test_promote_follows_the_policy_order(
         assert err == message
         assert user.run("for-each-ref", "--format=%(refname)") == before  # no branch was made
     else:
-        assert "push the branch and open a PR" in err
+        assert "push the new branch and open a PR" in err
