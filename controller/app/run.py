@@ -98,6 +98,8 @@ def build(
     try:
         # the long-running controller fetches in its first pass, which retries with backoff
         repo = GitRepo.controller_clone(args.repo, workdir, args.branch, fetch=not forever)
+        repo.signing_key = getattr(args, "signing_key", None)  # status commits are ssh-signed with it
+        repo.status_branch = getattr(args, "status_branch", None)  # the trail on its own branch
         executor = detached_executor(home, max_parallel=args.max_parallel)
     except BaseException:
         lock.release()

@@ -255,6 +255,10 @@ class LiveRef(_Frozen):
     dataset_sha256: Annotated[str, StringConstraints(pattern=SHA256_HEX)] | None = Field(
         default=None, description="The snapshot it was trained on: the reference for drift checks"
     )
+    rolled_back_at: datetime | None = Field(
+        default=None,
+        description="When a rollback moved this environment away from it: it then needs the whole policy again",
+    )
 
 
 class WorkflowRef(_Frozen):
@@ -271,6 +275,53 @@ class GateResult(_Frozen):
     value: float | None
     passed: bool
     kind: Literal["gate", "regression"] = "gate"
+
+
+class ApprovalRef(_Frozen):
+    """An approval that counted: who, in which commit, and the key that verified it (if signed)."""
+
+    identity: Email
+    commit: GitSha
+    key: str | None = Field(default=None, description="Fingerprint of the ssh key that verified the approving commit")
+
+
+class UpstreamRef(_Frozen):
+    """The `requires` evidence: the outcome in the previous environment that Deployed this spec."""
+
+    environment: DnsLabel
+    since: datetime
+    outcome_commit: GitSha | None = Field(default=None, description="The status commit of that Deployed outcome")
+
+
+class DriftRef(_Frozen):
+    psi_max: float | None = None
+    feature: str | None = None
+    reference: Annotated[str, StringConstraints(pattern=SHA256_HEX)] | None = None
+
+
+class CanaryStepRef(_Frozen):
+    weight: int
+    requests: int
+    candidate_requests: int = 0
+    errors: int = 0
+    error_rate: float = 0.0
+
+
+class OutcomeEvidence(_Frozen):
+    """What an auditor needs to trust an outcome, from the trail alone (nothing from the controller's disk)."""
+
+    action: str | None = Field(
+        default=None, description="What the controller did: deploy, rollback, remove, block, ..."
+    )
+    adopted: bool = Field(default=False, description="The first pass over a repository without a trail")
+    approvals: list[ApprovalRef] = Field(default_factory=list, description="The approvals that counted")
+    policy_digest: Digest | None = Field(default=None, description="sha256 of environments/policy.yaml in force")
+    upstream: UpstreamRef | None = None
+    dataset_sha256: Annotated[str, StringConstraints(pattern=SHA256_HEX)] | None = None
+    drift: DriftRef | None = None
+    canary: list[CanaryStepRef] = Field(default_factory=list)
+    merged_at: datetime | None = Field(default=None, description="When the commit that set the pin was made")
+    lead_time_s: float | None = Field(default=None, description="Seconds from that commit to this outcome")
 
 
 class ModelStatus(_Frozen):
@@ -295,6 +346,7 @@ class ModelStatus(_Frozen):
         default_factory=list,
         description="Versions this environment has run, newest first (at most 20): rollback evidence",
     )
+    evidence: OutcomeEvidence | None = None
 
 
 DEPLOYED_HISTORY = 20
@@ -329,6 +381,8 @@ class Action(_Frozen):
     live: LiveRef | None = None
     adopted: bool = False
     attempts: int = 0
+    approvals: tuple[ApprovalRef, ...] = Field(default=(), description="The approvals that counted for this change")
+    upstream: UpstreamRef | None = None
 
     @property
     def key(self) -> tuple[str, str]:
@@ -376,3 +430,4 @@ class Outcome(_Frozen):
     gates: tuple[GateResult, ...] = ()
     workflow: WorkflowRef | None = None
     details: dict[str, Any] = Field(default_factory=dict)
+    evidence: OutcomeEvidence | None = Field(default=None, description="Set before recording (trail.build_evidence)")
