@@ -18,6 +18,7 @@ import http.client
 import json
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +33,7 @@ SELECTOR = f"{LABEL_MANAGED}=releasectl"
 # What the events need not carry: the spec (templates) and the stored copies of templates.
 TRIM = "-result.object.spec,result.object.status.storedTemplates,result.object.status.storedWorkflowTemplateSpec"
 _MAX_LINE = 64 * 1024 * 1024
+_MIN_BACKOFF_S = 0.1
 
 
 @dataclass(frozen=True)
@@ -200,41 +202,51 @@ class Watcher:
     def _run(self) -> None:
         version: str | None = None
         need_list = True
-        backoff = 0.2
         poll_only = False
+        backoff = _MIN_BACKOFF_S
         while not self._stop.is_set():
+            pause = 0.0
             try:
                 if need_list or poll_only:
                     version = self._list()
                     need_list = False
                     if poll_only:
-                        self._stop.wait(self.poll_interval_s)
+                        pause = self.poll_interval_s
                         continue
+                opened = time.monotonic()
                 version = self._watch(version)
-                backoff = 0.2  # the stream ended on its own: reconnect at once from the last version
+                # The stream ended on its own: reconnect from the last version at once, unless it
+                # keeps ending as soon as it opens (a proxy's idle timeout): then back off.
+                pause = backoff if time.monotonic() - opened < 1.0 else 0.0
+                backoff = min(backoff * 2, self.poll_interval_s) if pause else _MIN_BACKOFF_S
             except StreamError as exc:
                 if exc.http_code in (401, 403):
                     self._fail(self.connection.refused(exc.http_code, "watching workflow events", exc.message))
-                else:
+                    pause = self.poll_interval_s
+                elif exc.http_code != 410:  # 410 Gone: the version is too old; the list below repairs it
                     self._fail(self.connection.unreachable("watching workflow events", exc))
-                need_list = True  # 410 Gone (too old a version) or a server error: list again
+                need_list = True
             except StreamUnsupported as exc:
                 if not poll_only:
-                    self.log(f"argo: the workflow-events stream is not served ({exc}); polling every "
-                             f"{self.poll_interval_s:g}s instead")  # fmt: skip
+                    self.log(
+                        f"argo: the workflow-events stream is not served ({exc}); "
+                        f"polling every {self.poll_interval_s:g}s instead"
+                    )
                 poll_only = True
-            except ReleasectlError as exc:
+            except ReleasectlError as exc:  # refused (auth), unavailable, TLS
                 self._fail(exc)
                 need_list = True
-                self._stop.wait(max(backoff, self.poll_interval_s if isinstance(exc, ArgoAuthError) else backoff))
+                pause = self.poll_interval_s if isinstance(exc, ArgoAuthError) else backoff
                 backoff = min(backoff * 2, self.poll_interval_s)
-            except (OSError, http.client.HTTPException) as exc:
+            except (OSError, http.client.HTTPException) as exc:  # the stream broke
                 self._fail(self.connection.unreachable("watching workflow events", exc))
                 need_list = True
-                self._stop.wait(backoff)
+                pause = backoff
                 backoff = min(backoff * 2, self.poll_interval_s)
             finally:
                 self.streaming = False
+                if pause:
+                    self._stop.wait(pause)
 
     def _fail(self, exc: ReleasectlError) -> None:
         if self._stop.is_set():
@@ -282,14 +294,12 @@ class Watcher:
             self.streaming = True
             self.error = None
             self.cache.poke()
-            for event in parse_sse(_lines(response)):
+            for event in parse_sse(_lines(response, self._stop)):
                 if event.type == "DELETED":
                     self.cache.put(event.object, deleted=True)
                 elif event.type in ("ADDED", "MODIFIED"):
                     self.cache.put(event.object)
                 version = resource_version(event.object) or version
-                if self._stop.is_set():
-                    break
             return version
         finally:
             self._conn = None
@@ -311,8 +321,8 @@ class Watcher:
                                f"{response.status}: {short(detail)}")  # fmt: skip
 
 
-def _lines(response: http.client.HTTPResponse) -> Iterator[bytes]:
-    while True:
+def _lines(response: http.client.HTTPResponse, stop: threading.Event) -> Iterator[bytes]:
+    while not stop.is_set():  # checked at every line, keep-alives included: close() never waits long
         line = response.readline(_MAX_LINE)
         if not line:
             return
