@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from controller import __version__
+from controller.app.argo_wiring import add_argo_arguments
 from controller.errors import ReleasectlError, UsageError
 
 Handler = Callable[[argparse.Namespace], int]
@@ -121,10 +122,17 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
 
     home = Home.resolve(args.home)
     identity = Identity.parse(args.identity) if args.identity else CONTROLLER
+    if args.executor == "argo":  # flags checked before anything is cloned
+        from controller.app.argo_wiring import argo_compiler, argo_executor
+
+        engine, compile_action = argo_executor(args, log=say), argo_compiler(home, args)
+    else:
+        engine = local_executor(home, on_event=(lambda line: say(f"  {line}")) if args.verbose else None)
+        compile_action = compiler(home)
     workdir = args.workdir or home.workdir(args.repo)
     repo = GitRepo.controller_clone(args.repo, workdir, args.branch)
-    with local_executor(home, on_event=(lambda line: say(f"  {line}")) if args.verbose else None) as executor:
-        reconciler = Reconciler(repo, executor, compiler(home), identity=identity, log=say)
+    with engine as executor:
+        reconciler = Reconciler(repo, executor, compile_action, identity=identity, log=say)
         if args.interval is not None:
             reconciler.run(args.interval)
             return 0
@@ -201,12 +209,13 @@ def parser() -> argparse.ArgumentParser:
     mode = rec.add_mutually_exclusive_group()
     mode.add_argument("--once", action="store_true", help="one pass, then exit (the default)")
     mode.add_argument("--interval", type=float, metavar="S", help="poll every S seconds, forever")
-    rec.add_argument("--executor", choices=["local"], default="local")
+    rec.add_argument("--executor", choices=["local", "argo"], default="local")
     rec.add_argument("--home", help="state folder (default: $RELEASECTL_HOME or ~/.local/share/releasectl)")
     rec.add_argument("--workdir", help="the controller's clone (default: under --home)")
     rec.add_argument("--identity", help="'Name <email>' of status commits")
     rec.add_argument("--format", choices=["text", "json"], default="text")
     rec.add_argument("-v", "--verbose", action="store_true", help="print every workflow step")
+    add_argo_arguments(rec)
 
     val = add("validate", cmd_validate, "PR check: schema, names, policy; one file:field: message line each")
     repo_opts(val, ["text", "json"])
