@@ -50,7 +50,7 @@ def action(environment: str = "dev", source: str = SOURCE, **extra: Any) -> Acti
         version=PIN.version,
         source_commit=source,
         spec_digest=PIN.spec_digest(),
-        pin=PIN,
+        pin=extra.pop("pin", PIN),
         **extra,
     )
 

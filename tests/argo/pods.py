@@ -22,6 +22,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -108,6 +109,7 @@ class ProcessPods:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.commands: list[list[str]] = []
+        self.seconds: list[float] = []
 
     def __call__(self, pod: Pod) -> PodResult:
         template = pod.template
@@ -144,12 +146,14 @@ class ProcessPods:
             env[item["name"]] = _map(render(str(item.get("value", "")), values), outputs)
         self.commands.append(argv)
         deadline = template.get("activeDeadlineSeconds")
+        started = time.perf_counter()
         try:
             done = subprocess.run(
                 argv, check=False, cwd=folder, env=env, capture_output=True, text=True, timeout=float(deadline or 600)
             )
         except subprocess.TimeoutExpired:
             return PodResult("Failed", None, "Pod was active on the node longer than the specified deadline")
+        self.seconds.append(time.perf_counter() - started)
         (folder / "stdout").write_text(done.stdout)
         (folder / "stderr").write_text(done.stderr)
         found: dict[str, str] = {}
