@@ -44,7 +44,7 @@ from controller.adapters.argo.connection import (
     short,
 )
 from controller.adapters.argo.events import SELECTOR, RunCache, Watcher
-from controller.ports import ERROR, RunConflict, WorkflowRun, identity
+from controller.ports import ERROR, LABEL_MANAGED, RunConflict, WorkflowRun, identity
 
 T = TypeVar("T")
 
@@ -201,10 +201,11 @@ class ArgoExecutor:
 
     def list(self, labels: Mapping[str, str]) -> list[WorkflowRun]:
         self._open()
-        selector = ",".join([SELECTOR, *(f"{k}={v}" for k, v in sorted(labels.items()))])
         for key, value in labels.items():
             if any(c in f"{key}{value}" for c in ",=!() "):
                 raise ValueError(f"label {key}={value!r} cannot be part of a label selector")
+        wanted = {LABEL_MANAGED: "releasectl", **labels}  # only ever releasectl's workflows, the stream's selector
+        selector = ",".join(f"{k}={v}" for k, v in wanted.items())
         found = self._call(
             self._service,
             f"listing workflows with {selector}",
