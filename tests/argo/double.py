@@ -371,11 +371,11 @@ class _Handler(BaseHTTPRequestHandler):
                 backlog = [(n, "ADDED", copy.deepcopy(w)) for (n, _), w in sorted(d.workflows.items())]
             d.subscribers.append(feed)
         self._record.status = 200
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream" if sse else "application/json")
-        self.send_header("Transfer-Encoding", "chunked")
-        self.end_headers()
         try:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream" if sse else "application/json")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
             for item in backlog:
                 feed.put(item)
             while True:
