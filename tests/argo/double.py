@@ -125,6 +125,7 @@ class ArgoDouble:
         self.subscribers: list[queue.Queue[Any]] = []
         self.streams_opened = 0
         self.runner: Callable[[ArgoDouble, str, str], None] | None = None  # runs a created workflow
+        self.unavailable = False  # creates answer 503, as a server behind a proxy that lost its backend
         self.runs: list[threading.Thread] = []
         self.stopped: dict[tuple[str, str], threading.Event] = {}
         self.server: _Server | None = None
@@ -309,6 +310,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _create(self, ns: str, body: dict[str, Any]) -> None:
         d = self.double
+        if d.unavailable:
+            self._error(503, "upstream connect error or disconnect/reset before headers", 14)
+            return
         workflow = copy.deepcopy(body.get("workflow") or {})
         if d.contract is not None:
             d.violations += [f"POST /api/v1/workflows/{ns}: workflow: {p}" for p in workflow_problems(workflow)]

@@ -297,3 +297,47 @@ def test_vanished_and_listed_runs(tmp_path: Path, double: ArgoDouble, make_execu
     assert listing.query["listOptions.labelSelector"] == [
         "releasectl.dev/managed-by=releasectl,releasectl.dev/environment=staging"
     ]
+
+
+def test_reconciler_records_errored_while_argo_is_unavailable_then_retries_to_deployed(
+    tmp_path: Path, double: ArgoDouble, make_executor: Factory
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from controller.adapters.git import GitRepo
+    from controller.app.argo_wiring import argo_compiler
+    from controller.app.runtime import Home
+    from controller.loop.reconciler import Reconciler
+    from tests.support import git, make_release_repo
+
+    def dev_only(seed: Path) -> None:  # later environments wait on dev's outcomes: keep this about Argo
+        for env in ("staging", "production"):
+            for pin in (seed / "environments" / env).glob("*.yaml"):
+                pin.unlink()
+
+    repo = make_release_repo(tmp_path, edit=dev_only)
+    clock = [datetime(2026, 12, 1, 8, 0, tzinfo=UTC)]
+    args = type("Args", (), {"argo_server": double.url, "namespace": NAMESPACE, "image": None})()
+    rec = Reconciler(
+        GitRepo.controller_clone(repo.url, tmp_path / "ctl"),
+        make_executor(),
+        argo_compiler(Home(tmp_path / "home"), args),  # type: ignore[arg-type]
+        clock=lambda: clock[0],
+    )
+    double.unavailable = True
+    first = rec.settle(full=True)
+    assert {o.phase for o in first.outcomes} == {Phase.ERRORED} and len(first.outcomes) == 3
+    reason = first.outcomes[0].reason
+    assert reason.startswith(f"could not submit workflow: the Argo Server at {double.url}/ is unavailable while ")
+    assert "503" in reason
+    status = git(repo.remote, "show", "main:status/dev/tumor-classifier.yaml")
+    assert '"phase": "Errored"' in status
+
+    double.unavailable = False
+    clock[0] += timedelta(minutes=5)  # past the Errored backoff
+    second = rec.settle()
+    assert {o.phase for o in second.outcomes} == {Phase.DEPLOYED} and len(second.outcomes) == 3
+    names = {o.workflow.name for o in second.outcomes}
+    assert names == {name for (_, name) in double.workflows}  # each outcome is a run the server has
+    phases = git(repo.remote, "log", "-6", "--format=%(trailers:key=Releasectl-Phase,valueonly)", "main").split()
+    assert phases == ["Deployed"] * 3 + ["Errored"] * 3  # both outcomes are in the trail, newest first
