@@ -78,8 +78,16 @@ class Clone:
         trailers = "".join(f"\nApproved-by: {a}" for a in approvers)
         body = f"Merge pull request from {branch}\n\n{title}\n" + (f"{trailers}\n" if trailers else "")
         signing = ["-c", "gpg.format=ssh", "-c", f"user.signingkey={sign_with}"] if sign_with else []
-        git(self.path, *signing, "merge", "-q", "--no-ff", *(["-S"] if sign_with else []), branch, "-m", body)
-        self.push()
+        for attempt in range(10):  # a forge merges onto the current main: redo the merge when main moved
+            git(self.path, *signing, "merge", "-q", "--no-ff", *(["-S"] if sign_with else []), branch, "-m", body)
+            try:
+                self.push()
+                break
+            except subprocess.CalledProcessError:
+                if attempt == 9:
+                    raise
+                self.run("fetch", "-q", "origin")
+                self.run("reset", "-q", "--hard", "origin/main")
         return self.run("rev-parse", "HEAD")
 
     def head(self) -> str:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+from controller import failpoints
 from controller.adapters.git import CONTROLLER, GitRepo, Identity, PendingCommit
 from controller.core.models import Action, ActionKind, ModelStatus, Outcome, Phase, WorkflowRef
 from controller.core.outcomes import fold, record_only
@@ -36,6 +37,7 @@ from controller.ports import (
     LABEL_ENVIRONMENT,
     LABEL_MANAGED,
     LABEL_MODEL,
+    PENDING,
     Executor,
     WorkflowRun,
 )
@@ -121,6 +123,7 @@ class Reconciler:
         self._found: dict[str, WorkflowRun] | None = None  # runs found at the executor at start
         self._deferred: set[Key] = set()  # queued by --max-parallel or build-once, or a block held back
         self._adopting = False  # adoption spans passes when --max-parallel queues some of it
+        self._finished: dict[str, WorkflowRun] | None = None  # what _something_landed found, for _collect
         self._infos: dict[str, CommitInfo] = {}
 
     # -- entry points -----------------------------------------------------------------------------
@@ -128,9 +131,11 @@ class Reconciler:
     def reconcile(self, *, full: bool = False) -> PassResult:
         """One pass. The first pass (or `full`) is a level-triggered scan of every pin."""
         if self.snapshot is not None and not full and self.repo.remote_head() == self.snapshot.head:
+            if self.snapshot.policy is None:  # still the head whose policy cannot be read: still stalled
+                raise PolicyInvalid(self.snapshot.problems)
             snap = self.reader.advance(self.snapshot, self.snapshot.head)
-            if not snap.candidates and not self.in_flight:
-                return PassResult(head=snap.head)
+            if not snap.candidates and not self._something_landed():
+                return PassResult(head=snap.head, in_flight=len(self.in_flight))  # idle: cost follows the change
             return self.reconcile_snapshot(snap)  # nothing new: collect runs, re-check Blocked and Errored
         head = self.repo.fetch()
         snap = self.reader.load(head) if self.snapshot is None or full else self.reader.advance(self.snapshot, head)
@@ -215,11 +220,23 @@ class Reconciler:
         self.snapshot = snap
         return result
 
+    def _something_landed(self) -> bool:
+        """Whether a run in flight finished or ran past its deadline (one cheap executor call)."""
+        if not self.in_flight:
+            return False
+        self._finished = self.executor.finished([f.name for f in self.in_flight.values()])
+        if self._finished:
+            return True
+        oldest = min(f.submitted for f in self.in_flight.values())
+        return self.clock() - oldest > timedelta(seconds=self.workflow_timeout_s)
+
     def _collect(self, now: datetime, result: PassResult) -> list[Outcome]:
         """Finished runs become outcomes; runs past the deadline are stopped and Errored."""
         if not self.in_flight:
             return []
-        finished = self.executor.finished([f.name for f in self.in_flight.values()])
+        finished, self._finished = self._finished, None
+        if finished is None:
+            finished = self.executor.finished([f.name for f in self.in_flight.values()])
         outcomes: list[Outcome] = []
         for key, flight in list(self.in_flight.items()):
             run = finished.get(flight.name)
@@ -306,7 +323,7 @@ class Reconciler:
                 "train" if action.trains else ("rollback" if action.kind is ActionKind.ROLLBACK else action.kind.value)
             )
             try:
-                name = self.executor.submit(self.compile_action(action))
+                name = self._submit_one(action)
             except PermanentError as exc:
                 outcome = _errored(action, f"could not submit workflow: {exc}", now, executor=self.executor.name)
                 self._say_outcome(outcome)
@@ -328,6 +345,15 @@ class Reconciler:
                 workflow=name,
             )
         return outcomes
+
+    def _submit_one(self, action: Action) -> str:
+        """Attach when the executor already has the run (a restart: no manifest to build), else submit."""
+        name = action.workflow_name
+        existing = self.executor.get(name)
+        if existing is None or existing.phase == PENDING:  # submit is idempotent: a Pending run is re-queued
+            name = self.executor.submit(self.compile_action(action))
+            failpoints.hit("after-submit")
+        return name
 
     def _stop(self, name: str, why: str, result: PassResult) -> None:
         try:

@@ -99,6 +99,7 @@ def _handler(ep: Endpoints) -> type[BaseHTTPRequestHandler]:
             kind = path.removeprefix("/webhooks/") if path.startswith("/webhooks/") else ""
             if kind not in WEBHOOKS:
                 ep.metrics.webhooks.labels("not_found").inc()
+                self.close_connection = True  # its body is not read: do not reuse the connection
                 self._send(404, b"not found\n")
                 return
             length_text = self.headers.get("Content-Length")

@@ -17,6 +17,7 @@ next start.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import random
 import threading
@@ -58,12 +59,17 @@ class Health:
 
 
 class Triggers:
-    """Reasons to run a pass, coalesced: a burst of webhooks becomes one pass."""
+    """Reasons to run a pass, coalesced: a burst of webhooks becomes one pass.
 
-    def __init__(self) -> None:
+    A webhook's pass starts `debounce_s` after the first webhook of a burst, so the pushes of one
+    merge (forges send several events) and a burst of merges share one fetch.
+    """
+
+    def __init__(self, debounce_s: float = 0.25) -> None:
         self._cond = threading.Condition()
         self._reasons: set[str] = set()
         self._stopped = False
+        self.debounce_s = debounce_s
 
     def fire(self, reason: str) -> None:
         with self._cond:
@@ -84,6 +90,10 @@ class Triggers:
         with self._cond:
             if not self._reasons and not self._stopped:
                 self._cond.wait(max(0.0, timeout_s))
+            if any(r.startswith("webhook") for r in self._reasons) and not self._stopped:
+                end = time.monotonic() + self.debounce_s
+                while not self._stopped and (left := end - time.monotonic()) > 0:
+                    self._cond.wait(left)
             reasons, self._reasons = self._reasons, set()
             return reasons
 
@@ -110,6 +120,7 @@ class Controller:
         self.health = Health()
         self.triggers = Triggers()
         self.passes = 0
+        self.history: collections.deque[tuple[int, frozenset[str]]] = collections.deque(maxlen=256)
         self._watched: tuple[str, ...] = ()
         self._watch_changed = threading.Event()
         if leadership is not None:
@@ -160,6 +171,7 @@ class Controller:
     def one_pass(self, reasons: set[str]) -> bool:
         """One pass with the loop's error handling; whether it succeeded."""
         self.passes += 1
+        self.history.append((self.passes, frozenset(reasons)))
         full = self.resync_every > 0 and self.passes % self.resync_every == 0
         started = time.monotonic()
         try:
