@@ -105,9 +105,14 @@ def _newer(candidate: str, current: str) -> bool:
 
 
 class RunCache:
-    """The latest state of every workflow this executor knows, and a condition to wait on."""
+    """The latest state of every workflow this executor knows, and a condition to wait on.
 
-    def __init__(self) -> None:
+    Bounded for a controller that runs for months: past `limit` entries, the finished runs seen
+    least recently are forgotten first (a forgotten name is fetched again if anyone asks).
+    """
+
+    def __init__(self, limit: int = 20_000) -> None:
+        self.limit = limit
         self.changed = threading.Condition()
         self._runs: dict[str, WorkflowRun] = {}
         self._versions: dict[str, str] = {}
@@ -128,11 +133,23 @@ class RunCache:
                     before.name, ERROR, "the workflow was deleted before it finished", before.started,
                     before.finished, before.nodes, before.labels, before.annotations,
                 )  # fmt: skip
+            self._runs.pop(run.name, None)  # re-inserted last: the dict's order is how recently each was seen
             self._runs[run.name] = run
             self._versions[run.name] = version
+            if len(self._runs) > self.limit:
+                self._evict()
             self.updates += 1
             self.changed.notify_all()
         return run
+
+    def _evict(self) -> None:
+        surplus = len(self._runs) - self.limit * 9 // 10  # down to 90 %: one scan per limit/10 new names
+        for name in [n for n, r in self._runs.items() if r.phase in FINISHED][:surplus]:
+            del self._runs[name]
+            self._versions.pop(name, None)
+
+    def __len__(self) -> int:
+        return len(self._runs)
 
     def get(self, name: str) -> WorkflowRun | None:
         with self.changed:

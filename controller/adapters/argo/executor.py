@@ -158,6 +158,9 @@ class ArgoExecutor:
 
     def submit(self, manifest: dict[str, Any]) -> str:
         """Create the workflow, or attach to the one of the same name and identity (a 409)."""
+        return self._submit(manifest, again=True)
+
+    def _submit(self, manifest: dict[str, Any], *, again: bool) -> str:
         self._open()
         metadata = manifest.get("metadata") or {}
         name = metadata.get("name")
@@ -176,7 +179,11 @@ class ArgoExecutor:
         except AlreadyExists:
             existing = self._fetch(name)
             if existing is None:  # deleted between our create and our get: try once more
-                return self.submit(manifest) if self.cache.get(name) is None else name
+                if again:
+                    return self._submit(manifest, again=False)
+                raise ArgoUnavailable(
+                    f"the Argo Server at {self.connection.server} says workflow {name} exists and does not"
+                ) from None
             want, have = identity(metadata), identity({"labels": existing.labels, "annotations": existing.annotations})
             if want != have:
                 diff = ", ".join(
@@ -266,6 +273,11 @@ class ArgoExecutor:
             )
         except NotFound:
             return
+        except ArgoRejected:  # Argo refuses to stop a completed workflow: it finished since we looked
+            now = self._fetch(name)
+            if now is None or now.done:
+                return
+            raise
         self.cache.put(_dump(stopped))
 
     def close(self) -> None:
