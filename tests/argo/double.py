@@ -126,6 +126,7 @@ class ArgoDouble:
         self.streams_opened = 0
         self.runner: Callable[[ArgoDouble, str, str], None] | None = None  # runs a created workflow
         self.unavailable = False  # creates answer 503, as a server behind a proxy that lost its backend
+        self.serve_events = True  # False: the events stream answers 404, as behind a proxy that does not pass it
         self.runs: list[threading.Thread] = []
         self.stopped: dict[tuple[str, str], threading.Event] = {}
         self.server: _Server | None = None
@@ -299,6 +300,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self._get(ns, name)
             case ["api", "v1", "workflows", ns, name, "stop"] if self.command == "PUT":
                 self._stop(ns, name, body or {})
+            case ["api", "v1", "workflow-events", _] if self.command == "GET" and not d.serve_events:
+                self._error(404, "Not Found", 5)
             case ["api", "v1", "workflow-events", ns] if self.command == "GET":
                 self._events(ns, one, headers.get("accept") == "text/event-stream")
             case _:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -27,6 +29,13 @@ from tests.argo.pods import ScriptedPods
 
 WORKFLOWS = f"/api/v1/workflows/{NAMESPACE}"
 EVENTS = f"/api/v1/workflow-events/{NAMESPACE}"
+
+
+def until(condition: Callable[[], bool], what: str, timeout_s: float = 20) -> None:
+    end = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < end, f"timed out waiting for {what}"
+        time.sleep(0.01)
 
 
 def _wait(executor: Executor, name: str, timeout_s: float = 20) -> None:
@@ -93,8 +102,12 @@ def test_stream_dropped_mid_run_resumes_from_resource_version(
     name = executor.submit(compiled(tmp_path))
     assert pods.started("evaluate").wait(10)
     assert not executor.wait_for_finished([name], 0.3)
-    seen = executor.get(name)
-    assert seen is not None and seen.nodes["train"].phase == SUCCEEDED
+
+    def train_done() -> bool:
+        seen = executor.cache.get(name)
+        return seen is not None and "train" in seen.nodes and seen.nodes["train"].phase == SUCCEEDED
+
+    until(train_done, "the stream to bring train's Succeeded")
     first_stream = next(r for r in double.requests if r.path == EVENTS)
     assert "listOptions.resourceVersion" in first_stream.query  # list, then watch from the list's version
     last_version = executor.cache._versions[name]
@@ -297,3 +310,17 @@ def test_vanished_and_listed_runs(tmp_path: Path, double: ArgoDouble, make_execu
     assert listing.query["listOptions.labelSelector"] == [
         "releasectl.dev/managed-by=releasectl,releasectl.dev/environment=staging"
     ]
+
+
+def test_without_the_event_stream_it_polls_the_list(tmp_path: Path, double: ArgoDouble, make_executor: Factory) -> None:
+    double.serve_events = False
+    lines: list[str] = []
+    executor = make_executor(log=lines.append)
+    names = [executor.submit(compiled(tmp_path, action(source=f"{i:040x}"))) for i in range(3)]
+    pending = set(names)
+    while pending:
+        assert executor.wait_for_finished(pending, 20)
+        pending -= set(executor.finished(pending))
+    assert double.count("GET", EVENTS) == 1  # asked once, then never again
+    assert executor.watcher.lists >= 2 and double.count("GET", f"{WORKFLOWS}/") == 0  # polls of one list each
+    assert lines == ["argo: the workflow-events stream is not served (404 Not Found); polling every 0.2s instead"]

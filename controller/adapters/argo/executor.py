@@ -25,6 +25,7 @@ reconciler records Errored and retries later); a certificate that does not verif
 from __future__ import annotations
 
 import copy
+import threading
 import time
 from collections.abc import Callable, Collection, Mapping
 from types import TracebackType
@@ -90,6 +91,7 @@ class ArgoExecutor:
             urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)  # we said it once, loudly
         self._service = self._new_service()
         self._watch_service = self._new_service()  # the watcher's own session: sessions are not shared
+        self._locks = {id(self._service): threading.Lock(), id(self._watch_service): threading.Lock()}
         self.cache = RunCache()
         self.watcher = Watcher(
             connection,
@@ -113,9 +115,11 @@ class ArgoExecutor:
     # -- calls through Hera, with our errors ----------------------------------------------------
 
     def _call(self, service: WorkflowsService, what: str, fn: Callable[[], T]) -> T:
-        service.token = self.connection.token.header()
+        lock = self._locks[id(service)]
         try:
-            return fn()
+            with lock:  # one request at a time per session (a requests.Session is not meant to be shared)
+                service.token = self.connection.token.header()
+                return fn()
         except (Unauthorized, Forbidden) as exc:
             raise self.connection.refused(exc.status_code, what, _server_message(exc)) from None
         except (NotFound, AlreadyExists):
