@@ -324,3 +324,19 @@ def test_without_the_event_stream_it_polls_the_list(tmp_path: Path, double: Argo
     assert double.count("GET", EVENTS) == 1  # asked once, then never again
     assert executor.watcher.lists >= 2 and double.count("GET", f"{WORKFLOWS}/") == 0  # polls of one list each
     assert lines == ["argo: the workflow-events stream is not served (404 Not Found); polling every 0.2s instead"]
+
+
+def test_a_manifest_argo_cannot_take_is_rejected_before_anything_is_sent(
+    double: ArgoDouble, make_executor: Factory
+) -> None:
+    from controller.adapters.argo import ArgoRejected
+
+    executor = make_executor()
+    with pytest.raises(ArgoRejected) as caught:
+        executor.submit({"metadata": {"name": "rc-x"}, "spec": {"templates": "not-a-list"}})
+    assert str(caught.value) == (
+        "workflow rc-x does not fit Argo's Workflow model at spec.templates: Input should be a valid list"
+    )
+    with pytest.raises(ArgoRejected, match=r"needs metadata\.name"):
+        executor.submit({"metadata": {"generateName": "rc-"}, "spec": {}})
+    assert not [r for r in double.requests if r.method == "POST"]

@@ -172,7 +172,13 @@ class ArgoExecutor:
             raise ArgoRejected("a workflow submitted to Argo needs metadata.name (names are deterministic)")
         body = copy.deepcopy(manifest)
         body["metadata"]["namespace"] = self.namespace
-        request = WorkflowCreateRequest(namespace=self.namespace, workflow=ArgoWorkflow.model_validate(body))
+        try:
+            workflow = ArgoWorkflow.model_validate(body)
+        except ValidationError as exc:
+            where = ".".join(map(str, exc.errors()[0]["loc"])) if exc.errors() else "?"
+            raise ArgoRejected(f"workflow {name} does not fit Argo's Workflow model at {where}: "
+                               f"{short(exc.errors()[0]['msg'] if exc.errors() else exc)}") from None  # fmt: skip
+        request = WorkflowCreateRequest(namespace=self.namespace, workflow=workflow)
         self.watcher.start()
         try:
             created = self._call(
