@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,7 @@ def main(argv: list[str]) -> int:
     ctl = Controller(rec, interval_s=0.1, log=log)
 
     def on_signal(signum: int, _frame: Any) -> None:
-        ctl.stop(signal.Signals(signum).name)
+        threading.Thread(target=ctl.stop, args=(signal.Signals(signum).name,), daemon=True).start()
 
     signal.signal(signal.SIGTERM, on_signal)
     return ctl.run()

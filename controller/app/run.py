@@ -12,6 +12,7 @@ import argparse
 import os
 import signal
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -157,7 +158,10 @@ def run_forever(args: argparse.Namespace) -> int:
         print(f"listening on {listen[0]}:{server.port}", file=sys.stderr, flush=True)
 
     def on_signal(signum: int, _frame: Any) -> None:
-        ctl.stop(f"{signal.Signals(signum).name} received")
+        # The handler runs between two bytecodes of the main thread, which may hold the log's or the
+        # triggers' lock right then: stop from another thread, never take a lock here.
+        why = f"{signal.Signals(signum).name} received"
+        threading.Thread(target=ctl.stop, args=(why,), name="stop", daemon=True).start()
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
