@@ -17,6 +17,7 @@ import contextlib
 import http.client
 import json
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -255,6 +256,10 @@ class Watcher:
                 need_list = True
                 pause = self.poll_interval_s if isinstance(exc, ArgoAuthError) else backoff
                 backoff = min(backoff * 2, self.poll_interval_s)
+            except ssl.SSLCertVerificationError as exc:
+                self._fail(self.connection.untrusted(exc))
+                need_list = True
+                pause = self.poll_interval_s
             except (OSError, http.client.HTTPException) as exc:  # the stream broke
                 self._fail(self.connection.unreachable("watching workflow events", exc))
                 need_list = True
