@@ -85,7 +85,9 @@ def webhook_secret(path: str | None) -> bytes | None:
     return value.encode() if value else None
 
 
-def build(args: argparse.Namespace, log: Logger) -> tuple[Reconciler, Any, Callable[[], None]]:
+def build(
+    args: argparse.Namespace, log: Logger, *, forever: bool = False
+) -> tuple[Reconciler, Any, Callable[[], None]]:
     """The reconciler on its clone and executor; and how to let go of them."""
     from controller.adapters.git import CONTROLLER, GitRepo, Identity
     from controller.app.runtime import Home, compiler, detached_executor
@@ -99,7 +101,11 @@ def build(args: argparse.Namespace, log: Logger) -> tuple[Reconciler, Any, Calla
     else:
         executor, compile_action = detached_executor(home, max_parallel=args.max_parallel), compiler(home)
     workdir = args.workdir or home.workdir(args.repo)
-    repo = GitRepo.controller_clone(args.repo, workdir, args.branch)
+    try:  # the long-running controller fetches in its first pass, which retries with backoff
+        repo = GitRepo.controller_clone(args.repo, workdir, args.branch, fetch=not forever)
+    except BaseException:
+        executor.close()
+        raise
     reconciler = Reconciler(
         repo,
         executor,
@@ -141,7 +147,7 @@ def run_forever(args: argparse.Namespace) -> int:
             raise UsageError(str(exc)) from None
     secret = webhook_secret(args.webhook_secret_file)
     log = Logger(args.log_format)
-    reconciler, _executor, close = build(args, log)
+    reconciler, _executor, close = build(args, log, forever=True)
     metrics = Metrics()
     ctl = Controller(reconciler, interval_s=interval, metrics=metrics, log=log, commit_time=reconciler.repo.commit_time)
     server = None

@@ -124,7 +124,10 @@ def _safe(value: str) -> str:
     return value
 
 
-def message(outcome: Outcome, status: ModelStatus, reconciled: str) -> Message:
+def message(outcome: Outcome, status: ModelStatus, reconciled: str, adopting: str | None = None) -> Message:
+    """The status commit's message. `reconciled` is the controller's watermark: every pin change in
+    commits up to it has its outcome in the trail by this commit (or is superseded in the range after
+    it), so a restarted controller diffs from there."""
     action = outcome.action
     version = action.version if _SAFE_VALUE.match(action.version) else "unknown"
     subject = f"status({action.environment}): {action.model} {version} {outcome.phase.value}"
@@ -141,6 +144,8 @@ def message(outcome: Outcome, status: ModelStatus, reconciled: str) -> Message:
     if outcome.artifact:
         trailers.append(("Artifact", outcome.artifact))
     trailers.append(("Reconciled", reconciled))
+    if adopting:  # adoption is not complete yet: a restarted controller goes on adopting
+        trailers.append(("Adopting", adopting))
     return Message(subject, summary(outcome, status), tuple((k, _safe(v)) for k, v in trailers))
 
 
