@@ -79,6 +79,8 @@ class ArgoDouble:
         self.streams_opened = 0
         self.runner: Callable[[ArgoDouble, str, str], None] | None = None  # runs a created workflow
         self.unavailable = False  # creates answer 503, as a server behind a proxy that lost its backend
+        self.base_path = ""  # e.g. "/argo": the server answers under that prefix (and without it)
+        self.prefixed = 0  # requests that came with the prefix
         self.serve_events = True  # False: the events stream answers 404, as behind a proxy that does not pass it
         self.runs: list[threading.Thread] = []
         self.stopped: dict[tuple[str, str], threading.Event] = {}
@@ -228,6 +230,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self) -> None:
         d = self.double
+        if d.base_path and self.path.startswith(d.base_path + "/"):  # behind an ingress at a path
+            self.path = self.path[len(d.base_path) :]
+            d.prefixed += 1
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
         headers = {k.lower(): v for k, v in self.headers.items()}

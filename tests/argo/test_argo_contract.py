@@ -340,3 +340,11 @@ def test_a_manifest_argo_cannot_take_is_rejected_before_anything_is_sent(
     with pytest.raises(ArgoRejected, match=r"needs metadata\.name"):
         executor.submit({"metadata": {"generateName": "rc-"}, "spec": {}})
     assert not [r for r in double.requests if r.method == "POST"]
+
+
+def test_a_base_path_in_the_server_url_is_kept(tmp_path: Path, double: ArgoDouble, make_executor: Factory) -> None:
+    double.base_path = "/argo"
+    executor = make_executor(url=f"{double.url}/argo")  # no trailing slash: urljoin would drop "argo"
+    name = executor.submit(compiled(tmp_path))
+    _wait(executor, name)
+    assert double.prefixed == len(double.requests) >= 3  # create, list, the stream: all under /argo/
