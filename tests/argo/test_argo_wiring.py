@@ -213,3 +213,12 @@ def test_cli_insecure_skip_verify_warns_on_stderr_at_start(
         "the network path can read the Argo token and forge the server's answers"
     )
     assert len(tls_double.workflows) == 9
+
+
+def test_the_token_never_shows_in_a_repr_or_an_error(tmp_path: Path, double: ArgoDouble) -> None:
+    source = TokenSource.from_env_or_file(None, environ={"ARGO_TOKEN": "s3cr3t-token-value"})
+    connection = Connection(double.url, NAMESPACE, source)
+    assert "s3cr3t" not in repr(source) and "s3cr3t" not in repr(connection)
+    with ArgoExecutor(connection) as executor, pytest.raises(Exception) as caught:
+        executor.submit(compiled(tmp_path))
+    assert "s3cr3t" not in str(caught.value) and "ARGO_TOKEN" in str(caught.value)

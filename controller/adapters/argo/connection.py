@@ -49,7 +49,7 @@ class TokenSource:
     """Where the bearer token comes from, and the token itself (a file is re-read when it changes)."""
 
     description: str  # "ARGO_TOKEN", "--argo-token-file PATH" or "no token"
-    value: str | None = None
+    value: str | None = field(default=None, repr=False)  # a secret: never in a repr, a log or an error
     path: Path | None = None
     _stamp: tuple[int, int] | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
