@@ -41,7 +41,7 @@ def add_argo_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags of `--executor argo` on the reconcile command."""
     group = parser.add_argument_group(
         "Argo Workflows (--executor argo)",
-        "run the compiled workflows on an Argo Server; the token comes from $ARGO_TOKEN or --argo-token-file",
+        "run the compiled workflows on an Argo Server;\nthe token comes from $ARGO_TOKEN or --argo-token-file",
     )
     parser.formatter_class = argparse.RawDescriptionHelpFormatter  # keeps the example's lines
     parser.epilog = "\n\n".join(filter(None, [parser.epilog, f"example, on a cluster:\n  {EXAMPLE}"]))
