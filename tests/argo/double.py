@@ -198,6 +198,12 @@ class _Server(ThreadingHTTPServer):
         self.connections.discard(request)
         super().shutdown_request(request)
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        import sys
+
+        if not isinstance(sys.exc_info()[1], (ConnectionError, ssl.SSLError)):  # a client that hung up is no news
+            super().handle_error(request, client_address)
+
     def cut(self) -> None:
         for conn in list(self.connections):
             with contextlib.suppress(OSError):
