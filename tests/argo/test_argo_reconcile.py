@@ -56,6 +56,7 @@ def test_unavailable_argo_gives_errored_outcomes_then_a_retry_deploys(
     tmp_path: Path, double: ArgoDouble, make_executor: Factory
 ) -> None:
     repo = make_release_repo(tmp_path, edit=dev_only)
+    double.check_answers = False  # requests and workflows are still checked; answers are in test_argo_contract
     clock = [datetime(2026, 12, 1, 8, 0, tzinfo=UTC)]
     rec = _reconciler(tmp_path, double, make_executor, clock)
     double.unavailable = True
@@ -78,6 +79,7 @@ def test_a_pin_changed_while_its_run_is_in_flight_gets_the_run_stopped(
     tmp_path: Path, double: ArgoDouble, pods: ScriptedPods, make_executor: Factory
 ) -> None:
     repo = make_release_repo(tmp_path, edit=dev_only)
+    double.check_answers = False  # requests and workflows are still checked; answers are in test_argo_contract
     clock = [datetime(2026, 12, 1, 8, 0, tzinfo=UTC)]
     rec = _reconciler(tmp_path, double, make_executor, clock)
     pods.hold["train"] = threading.Event()

@@ -178,6 +178,7 @@ def test_cli_reconcile_on_argo_records_every_outcome(
     tmp_path: Path, double: ArgoDouble, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     repo = make_release_repo(tmp_path)
+    double.check_answers = False  # requests and workflows are still checked; answers are in test_argo_contract
     monkeypatch.setenv("ARGO_TOKEN", TOKEN)
     code = main(
         ["reconcile", "--repo", repo.url, "--once", "--home", str(tmp_path / "home"), "--executor", "argo",
@@ -201,6 +202,7 @@ def test_cli_insecure_skip_verify_warns_on_stderr_at_start(
     tmp_path: Path, tls_double: ArgoDouble, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     repo = make_release_repo(tmp_path)
+    tls_double.check_answers = False  # requests and workflows are still checked; answers are in test_argo_contract
     monkeypatch.setenv("ARGO_TOKEN", TOKEN)
     code = main(
         ["reconcile", "--repo", repo.url, "--once", "--home", str(tmp_path / "home"), "--executor", "argo",
