@@ -90,22 +90,26 @@ def build(
 ) -> tuple[Reconciler, Any, Callable[[], None]]:
     """The reconciler on its clone and executor; and how to let go of them."""
     from controller.adapters.git import CONTROLLER, GitRepo, Identity
+    from controller.app import statelock
     from controller.app.runtime import Home, compiler, detached_executor
 
     if args.max_parallel < 1:
         raise UsageError("--max-parallel must be at least 1")
     home = Home.resolve(args.home)
     identity = Identity.parse(args.identity) if args.identity else CONTROLLER
-    if args.executor == "argo":  # its flags are checked before anything is cloned
-        executor, compile_action = argo_executor(args, log=log), argo_compiler(home, args)
-    else:
-        executor, compile_action = detached_executor(home, max_parallel=args.max_parallel), compiler(home)
+    argo = argo_executor(args, log=log) if args.executor == "argo" else None  # its flags checked before a clone
     workdir = args.workdir or home.workdir(args.repo)
-    try:  # the long-running controller fetches in its first pass, which retries with backoff
+    lock = statelock.acquire(home.root)  # one controller per state folder: exit 3 when another holds it
+    try:
+        # the long-running controller fetches in its first pass, which retries with backoff
         repo = GitRepo.controller_clone(args.repo, workdir, args.branch, fetch=not forever)
+        executor = argo if argo is not None else detached_executor(home, max_parallel=args.max_parallel)
     except BaseException:
-        executor.close()
+        if argo is not None:
+            argo.close()
+        lock.release()
         raise
+    compile_action = argo_compiler(home, args) if argo is not None else compiler(home)
     reconciler = Reconciler(
         repo,
         executor,
@@ -115,7 +119,14 @@ def build(
         workflow_timeout_s=args.workflow_timeout,
         max_parallel=args.max_parallel,
     )
-    return reconciler, executor, executor.close
+
+    def close() -> None:
+        try:
+            executor.close()
+        finally:
+            lock.release()
+
+    return reconciler, executor, close
 
 
 def run_once(args: argparse.Namespace) -> PassResult:
