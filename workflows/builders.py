@@ -55,6 +55,7 @@ from workflows.steps import train as train_steps
 from workflows.steps import validate_data as validate_steps
 
 LABEL = LABEL_PREFIX
+HERA_OUTPUTS = VERDICT_PATH.removesuffix(f"/parameters/{OUT_VERDICT}")  # /tmp/hera-outputs
 LABEL_VALUE_RE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")  # a Kubernetes label value
 
 
@@ -113,7 +114,9 @@ def _script(fn: Callable[..., Any], name: str, target: Target, *, retry: bool = 
         name=name,
         source=fn,
         image=target.image,
-        constructor=RunnerScriptConstructor(),
+        # Every step writes its verdict under Hera's outputs folder, even one with no outputs of its own
+        # (gates-failed): Hera sets hera__outputs_directory only for functions that return outputs.
+        constructor=RunnerScriptConstructor(outputs_directory=HERA_OUTPUTS),
         # Argo's schema types IntOrString fields as strings: write them so, and they validate as published.
         active_deadline_seconds=str(target.step_deadline_s),
         retry_strategy=RetryStrategy(limit=str(target.retries), retry_policy="OnError") if retry else None,
