@@ -254,17 +254,17 @@ def load(catalog_dir: CatalogLike, name: str, sha256: str) -> Dataset:
     key = snapshot_key(name, sha256)
     want = check_sha256(sha256, f"dataset {name}: sha256")
     where = open_location(catalog_dir)
+    sidecar = f"{name}/{want}.json"
+    if name not in BUILTINS and where.exists(sidecar):  # a user's dataset kept by load_pinned
+        info = json.loads(where.get(sidecar))
+        fmt, target = str(info.get("format", "csv")), info.get("target")
+        data = _checked_bytes(name, where.get(f"{name}/{want}.{fmt}"), want, "snapshot file")
+        feature_names, X, y = _parse(name, data, fmt, target)
+        return Dataset(name=name, sha256=want, X=X, y=y, feature_names=feature_names)
     if not where.exists(key):
         if name in BUILTINS and builtin_digest(name) == want:
             materialize(where, name)
         else:
-            sidecar = f"{name}/{want}.json"
-            if where.exists(sidecar):
-                info = json.loads(where.get(sidecar))
-                fmt, target = str(info.get("format", "csv")), info.get("target")
-                data = _checked_bytes(name, where.get(f"{name}/{want}.{fmt}"), want, "snapshot file")
-                feature_names, X, y = _parse(name, data, fmt, target)
-                return Dataset(name=name, sha256=want, X=X, y=y, feature_names=feature_names)
             known = sorted(k.rsplit("/", 1)[-1].split(".")[0] for k in where.keys(name) if k.endswith(".csv"))
             hint = f"; the catalog has {', '.join(short(k) for k in known)}" if known else ""
             if name in BUILTINS:

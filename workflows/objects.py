@@ -14,6 +14,8 @@ step that meets them ends Errored (retried), never Failed.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
 import re
 from pathlib import Path
@@ -88,19 +90,31 @@ class LocalLocation:
 
 
 def _s3_client() -> Any:
-    """A boto3 S3 client configured from the standard AWS environment variables only."""
+    """A boto3 S3 client configured from the standard AWS environment variables only.
+
+    Making one costs ~0.3 s (botocore loads its service model), so one is kept per distinct
+    setting of those variables for the life of the process.
+    """
+    endpoint = os.environ.get("AWS_ENDPOINT_URL") or None
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    secret = os.environ.get("AWS_SECRET_ACCESS_KEY") or ""
+    # The cache key holds a digest of the secret, never the secret itself.
+    fingerprint = hashlib.sha256(secret.encode()).hexdigest()
+    return _client_for(endpoint, region, os.environ.get("AWS_ACCESS_KEY_ID") or "", fingerprint)
+
+
+@functools.lru_cache(maxsize=8)
+def _client_for(endpoint: str | None, region: str, access_key: str, secret_fingerprint: str) -> Any:
     import boto3
     from botocore.config import Config
 
-    endpoint = os.environ.get("AWS_ENDPOINT_URL") or None
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
     config = Config(
         s3={"addressing_style": "path" if endpoint else "auto"},
         retries={"max_attempts": 3, "mode": "standard"},
         connect_timeout=10,
         read_timeout=60,
     )
-    session = boto3.session.Session()
+    session = boto3.session.Session()  # credentials: the AWS_* variables, as boto3 reads them
     return session.client("s3", endpoint_url=endpoint, region_name=region, config=config)
 
 

@@ -28,7 +28,7 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -183,9 +183,9 @@ def api_client() -> Any:
 
     if os.environ.get("KUBERNETES_SERVICE_HOST"):
         configuration = client.Configuration()
-        config.load_incluster_config(client_configuration=configuration)
+        config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
         return client.ApiClient(configuration)
-    return config.new_client_from_config()
+    return config.new_client_from_config()  # type: ignore[no-untyped-call]
 
 
 class KServe:
@@ -216,8 +216,9 @@ class KServe:
         from kubernetes.client.exceptions import ApiException
 
         try:
-            found: dict[str, Any] = self.api.get_namespaced_custom_object(
-                GROUP, VERSION, self.opts.namespace, PLURAL, name
+            found = cast(
+                dict[str, Any],
+                self.api.get_namespaced_custom_object(GROUP, VERSION, self.opts.namespace, PLURAL, name),
             )
         except ApiException as exc:
             if exc.status == 404:
@@ -230,16 +231,19 @@ class KServe:
     def apply(self, body: dict[str, Any]) -> dict[str, Any]:
         name = body["metadata"]["name"]
         try:
-            applied: dict[str, Any] = self.api.patch_namespaced_custom_object(
-                GROUP,
-                VERSION,
-                self.opts.namespace,
-                PLURAL,
-                name,
-                body,
-                field_manager=FIELD_MANAGER,
-                force=True,
-                _content_type="application/apply-patch+yaml",
+            applied = cast(
+                dict[str, Any],
+                self.api.patch_namespaced_custom_object(
+                    GROUP,
+                    VERSION,
+                    self.opts.namespace,
+                    PLURAL,
+                    name,
+                    body,
+                    field_manager=FIELD_MANAGER,
+                    force=True,
+                    _content_type="application/apply-patch+yaml",
+                ),
             )
         except Exception as exc:
             raise self._fail(exc, f"apply inferenceservice {self.opts.namespace}/{name}") from None

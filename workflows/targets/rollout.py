@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from controller.ports import LABEL_VERSION
 from workflows.steps.common import CheckFailed, short
 from workflows.targets import kserve
 
@@ -21,7 +22,7 @@ def _live(isvc: dict[str, Any] | None) -> tuple[str | None, str | None]:
         return None, None
     meta = isvc.get("metadata") or {}
     artifact = (meta.get("annotations") or {}).get(kserve.ARTIFACT_ANNOTATION)
-    version = (meta.get("labels") or {}).get(kserve.LABEL_VERSION)
+    version = (meta.get("labels") or {}).get(LABEL_VERSION)
     return artifact, version
 
 
