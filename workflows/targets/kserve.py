@@ -185,7 +185,8 @@ def api_client() -> Any:
         configuration = client.Configuration()
         config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
         return client.ApiClient(configuration)
-    return config.new_client_from_config()  # type: ignore[no-untyped-call]
+    # KUBECONFIG is read now: the client reads it once, at import time, otherwise.
+    return config.new_client_from_config(config_file=os.environ.get("KUBECONFIG"))  # type: ignore[no-untyped-call]
 
 
 class KServe:
