@@ -62,6 +62,7 @@ class KubeDouble(ThreadingHTTPServer):
         self.applied: list[dict[str, Any]] = []  # every InferenceService body applied, as sent
         self.returned: list[dict[str, Any]] = []  # every InferenceService object answered
         self.ready = True  # False: KServe never reports Ready (deadline tests)
+        self.refused_tokens: set[str] = set()  # bearer tokens answered 503 (a client cut off from the API)
         self.rng = random.Random(5)
         self.thread = threading.Thread(target=self.serve_forever, daemon=True)
 
@@ -77,12 +78,12 @@ class KubeDouble(ThreadingHTTPServer):
         self.shutdown()
         self.server_close()
 
-    def kubeconfig(self, path: Any) -> Any:
+    def kubeconfig(self, path: Any, token: str = "test-token") -> Any:
         config = {
             "apiVersion": "v1",
             "kind": "Config",
             "clusters": [{"name": "double", "cluster": {"server": self.url}}],
-            "users": [{"name": "tester", "user": {"token": "test-token"}}],
+            "users": [{"name": "tester", "user": {"token": token}}],
             "contexts": [{"name": "double", "context": {"cluster": "double", "user": "tester"}}],
             "current-context": "double",
         }
@@ -166,7 +167,11 @@ class _Handler(BaseHTTPRequestHandler):
     def _route(self) -> None:
         path = urlsplit(self.path).path
         with self.server.lock:
-            if path.startswith(LEASES):
+            token = (self.headers.get("Authorization") or "").removeprefix("Bearer ")
+            if token in self.server.refused_tokens:
+                self._record("refused", 503)
+                self._send(503, status_error(503, "ServiceUnavailable", "the API server is unavailable"))
+            elif path.startswith(LEASES):
                 self._lease(path.removeprefix(LEASES).split("/"))
             elif path.startswith(ISVCS):
                 self._isvc(path.removeprefix(ISVCS).split("/"))

@@ -207,7 +207,7 @@ class LeaseElector:
                 return False  # someone holds it and has renewed within a lease duration, as we saw it
         if holder != self.identity:
             spec.acquire_time = _now()
-            spec.lease_transitions = (spec.lease_transitions or 0) + (1 if holder else 0)
+            spec.lease_transitions = (spec.lease_transitions or 0) + 1  # as client-go counts: every change of holder
         spec.holder_identity = self.identity
         spec.lease_duration_seconds = int(s.lease_duration_s)
         spec.renew_time = _now()
