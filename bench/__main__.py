@@ -188,8 +188,12 @@ def main() -> int:
         log(f"  {'PASS' if ok else 'FAIL'}  {name}: {why}")
     log(f"\nchecks: {json.dumps(main_data['checks'])}")
     steps_out = step_section(timed)
+    from bench.loop import section as loop_section
+
+    loop_out = ROOT / "bench" / ("results-loop.json" if timed else "results-loop-small.json")
+    loop_section(timed, loop_out, log)
     log(
-        f"wrote {scale.out.relative_to(ROOT)} and {steps_out.relative_to(ROOT)}; "
+        f"wrote {scale.out.relative_to(ROOT)}, {steps_out.relative_to(ROOT)} and {loop_out.relative_to(ROOT)}; "
         f"whole bench took {time.perf_counter() - started:.0f} s"
     )
     return 0

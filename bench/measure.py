@@ -95,14 +95,23 @@ class _NoExecutor:
     def submit(self, manifest: dict[str, Any]) -> str:
         raise AssertionError("the bench plans only; nothing may be submitted")
 
-    def poll(self, name: str) -> Any:
+    def get(self, name: str) -> Any:
         raise AssertionError(name)
 
-    def wait(self, name: str, timeout_s: float | None = None) -> Any:
+    def list(self, labels: Any) -> list[Any]:
+        return []  # no runs in flight at this executor
+
+    def finished(self, names: Any) -> dict[str, Any]:
+        raise AssertionError(names)
+
+    def wait_for_finished(self, names: Any, timeout_s: float) -> bool:
+        raise AssertionError(names)
+
+    def stop(self, name: str, message: str = "") -> None:
         raise AssertionError(name)
 
-    def stop(self, name: str) -> None:
-        raise AssertionError(name)
+    def close(self) -> None:
+        return None
 
 
 def _clock(fn: Callable[[], Any]) -> tuple[float, Any]:

@@ -11,22 +11,20 @@ import pytest
 import yaml
 
 from controller.adapters.git import GitRepo
+from controller.adapters.local.executor import LocalExecutor
 from controller.app.cli import main
 from controller.loop.reconciler import Reconciler
-from tests.support import ROOT, Clone, ReleaseRepo, ScriptedExecutor, git, make_release_repo
-from workflows.builders import Target, manifest
-
-TARGET = Target(store_uri="file:///s", data_uri="file:///d", serving_uri="file:///v")
+from tests.fastexec import FastExecutor
+from tests.support import ROOT, Clone, ReleaseRepo, git, make_release_repo
 
 
 @pytest.fixture(scope="module")
-def reconciled(tmp_path_factory: pytest.TempPathFactory) -> tuple[ReleaseRepo, Clone]:
+def reconciled(tmp_path_factory: pytest.TempPathFactory, fast_engine: LocalExecutor) -> tuple[ReleaseRepo, Clone]:
     """A release repo after adoption and one promotion, and a user's clone of it."""
     repo = make_release_repo(tmp_path_factory.mktemp("cli"))
-    rec = Reconciler(
-        GitRepo.controller_clone(repo.url, repo.root / "ctl"), ScriptedExecutor(), lambda a: manifest(a, TARGET)
-    )
-    rec.reconcile(full=True)
+    fast = FastExecutor(fast_engine, repo.root / "fast")
+    rec = Reconciler(GitRepo.controller_clone(repo.url, repo.root / "ctl"), fast, fast.compiler())
+    rec.settle(full=True)
     user = repo.clone("user")
 
     def promote(clone: Clone) -> None:
@@ -38,7 +36,7 @@ def reconciled(tmp_path_factory: pytest.TempPathFactory) -> tuple[ReleaseRepo, C
         )
 
     user.merge_pr("promote-wine", promote, "Promote wine to production")
-    rec.reconcile()
+    rec.settle()
     user.pull()
     return repo, user
 

@@ -10,10 +10,8 @@ import yaml
 from controller.adapters.git import GitRepo
 from controller.core.models import Phase
 from controller.loop.reconciler import Reconciler
-from tests.support import REVIEWER, Clone, ScriptedExecutor, make_release_repo
-from workflows.builders import Target, manifest
-
-TARGET = Target(store_uri="file:///s", data_uri="file:///d", serving_uri="file:///v")
+from tests.fastexec import FastExecutor
+from tests.support import REVIEWER, Clone, make_release_repo
 
 
 def _keys(tmp: Path) -> tuple[Path, str]:
@@ -23,7 +21,7 @@ def _keys(tmp: Path) -> tuple[Path, str]:
     return key, f'dana@example.com namespaces="git" {public}\n'
 
 
-def test_approvals_and_signatures_gate_changes(tmp_path: Path) -> None:
+def test_approvals_and_signatures_gate_changes(tmp_path: Path, fast: FastExecutor) -> None:
     key, signers = _keys(tmp_path)
 
     def guarded(seed: Path) -> None:
@@ -34,10 +32,8 @@ def test_approvals_and_signatures_gate_changes(tmp_path: Path) -> None:
         (seed / "environments/allowed_signers").write_text(signers)
 
     repo = make_release_repo(tmp_path / "repo", edit=guarded)
-    rec = Reconciler(
-        GitRepo.controller_clone(repo.url, tmp_path / "ctl"), ScriptedExecutor(), lambda a: manifest(a, TARGET)
-    )
-    assert len(rec.reconcile(full=True).outcomes) == 9  # adoption needs no approvals
+    rec = Reconciler(GitRepo.controller_clone(repo.url, tmp_path / "ctl"), fast, fast.compiler())
+    assert len(rec.settle(full=True).outcomes) == 9  # adoption needs no approvals
     user = repo.clone("user")
 
     def promote(model: str, source: str, target: str) -> object:
@@ -51,7 +47,7 @@ def test_approvals_and_signatures_gate_changes(tmp_path: Path) -> None:
 
     # staging requires a signature that verifies against environments/allowed_signers
     user.merge_pr("p1", promote("tumor-classifier", "dev", "staging"), "unsigned promotion")  # type: ignore[arg-type]
-    (blocked,) = rec.reconcile().outcomes
+    (blocked,) = rec.settle().outcomes
     assert blocked.phase is Phase.BLOCKED
     assert "has no signature that verifies against environments/allowed_signers" in blocked.reason
     user.merge_pr("p2", lambda c: c.write("environments/staging/NOTES.md", "signed\n"), "touch", sign_with=key)
@@ -61,12 +57,12 @@ def test_approvals_and_signatures_gate_changes(tmp_path: Path) -> None:
         "signed promotion",  # type: ignore[arg-type]
         sign_with=key,
     )
-    (signed,) = rec.reconcile().outcomes
+    (signed,) = rec.settle().outcomes
     assert (signed.action.model, signed.phase) == ("digits-classifier", Phase.DEPLOYED)
 
     # production needs an Approved-by trailer from an allowed reviewer who is not the author
     unapproved = user.merge_pr("p4", promote("wine-classifier", "staging", "production"), "no approval")  # type: ignore[arg-type]
-    (waiting,) = rec.reconcile().outcomes
+    (waiting,) = rec.settle().outcomes
     assert waiting.phase is Phase.BLOCKED
     assert waiting.reason == (
         "production needs 1 approval(s) from rui@example.com as Approved-by trailers on the "
@@ -76,14 +72,14 @@ def test_approvals_and_signatures_gate_changes(tmp_path: Path) -> None:
     user.pull()
     user.run("revert", "--no-edit", "-m", "1", unapproved)
     user.push()
-    assert [o.phase for o in rec.reconcile().outcomes] == [Phase.DEPLOYED]  # back to what it ran: a rollback
+    assert [o.phase for o in rec.settle().outcomes] == [Phase.DEPLOYED]  # back to what it ran: a rollback
     user.merge_pr(
         "p5",
         promote("wine-classifier", "staging", "production"),
         "approved",  # type: ignore[arg-type]
         approvers=(f"{REVIEWER[0]} <{REVIEWER[1]}>",),
     )
-    (approved,) = rec.reconcile().outcomes
+    (approved,) = rec.settle().outcomes
     assert (approved.action.model, approved.action.environment, approved.phase) == (
         "wine-classifier",
         "production",

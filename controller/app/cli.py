@@ -80,9 +80,11 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from controller.app import queries
+    from controller.app.inflight import local_runs, overlay
+    from controller.app.runtime import Home
     from controller.core.render import dumps, status_table
 
-    rows = queries.status(_repo(args), args.rev, args.env)
+    rows = overlay(queries.status(_repo(args), args.rev, args.env), local_runs(Home.resolve(args.home).runs))
     print(dumps(rows) if args.format == "json" else status_table(rows))
     return 0
 
@@ -105,6 +107,15 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_retry(args: argparse.Namespace) -> int:
+    from controller.app.retry import retry
+
+    made = retry(_repo(args), args.model, args.env)
+    print(f"{made.sha}  {made.summary}")
+    say(f"committed on {made.ref}; push it (or open a PR) and the controller runs the change again")
+    return 0
+
+
 def cmd_promote(args: argparse.Namespace) -> int:
     from controller.app import userops
 
@@ -115,20 +126,11 @@ def cmd_promote(args: argparse.Namespace) -> int:
 
 
 def cmd_reconcile(args: argparse.Namespace) -> int:
-    from controller.adapters.git import CONTROLLER, GitRepo, Identity
-    from controller.app.runtime import Home, compiler, local_executor
-    from controller.loop.reconciler import Reconciler
+    from controller.app.run import run_forever, run_once
 
-    home = Home.resolve(args.home)
-    identity = Identity.parse(args.identity) if args.identity else CONTROLLER
-    workdir = args.workdir or home.workdir(args.repo)
-    repo = GitRepo.controller_clone(args.repo, workdir, args.branch)
-    with local_executor(home, on_event=(lambda line: say(f"  {line}")) if args.verbose else None) as executor:
-        reconciler = Reconciler(repo, executor, compiler(home), identity=identity, log=say)
-        if args.interval is not None:
-            reconciler.run(args.interval)
-            return 0
-        result = reconciler.reconcile(full=True)
+    if args.interval is not None or args.listen:
+        return run_forever(args)
+    result = run_once(args)
     if args.format == "json":
         from controller.core.render import dumps
 
@@ -196,17 +198,9 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--keep", action="store_true", help="keep the demo folder")
 
     rec = add("reconcile", cmd_reconcile, "the controller: fetch, plan, run workflows, record outcomes, push")
-    rec.add_argument("--repo", required=True, help="URL of the release repo (file://, ssh or https)")
-    rec.add_argument("--branch", default="main")
-    mode = rec.add_mutually_exclusive_group()
-    mode.add_argument("--once", action="store_true", help="one pass, then exit (the default)")
-    mode.add_argument("--interval", type=float, metavar="S", help="poll every S seconds, forever")
-    rec.add_argument("--executor", choices=["local"], default="local")
-    rec.add_argument("--home", help="state folder (default: $RELEASECTL_HOME or ~/.local/share/releasectl)")
-    rec.add_argument("--workdir", help="the controller's clone (default: under --home)")
-    rec.add_argument("--identity", help="'Name <email>' of status commits")
-    rec.add_argument("--format", choices=["text", "json"], default="text")
-    rec.add_argument("-v", "--verbose", action="store_true", help="print every workflow step")
+    from controller.app.run import add_reconcile_arguments
+
+    add_reconcile_arguments(rec)
 
     val = add("validate", cmd_validate, "PR check: schema, names, policy; one file:field: message line each")
     repo_opts(val, ["text", "json"])
@@ -219,6 +213,9 @@ def parser() -> argparse.ArgumentParser:
     st = add("status", cmd_status, "desired vs live per model and environment")
     repo_opts(st, ["table", "json"])
     st.add_argument("--env", help="one environment")
+    st.add_argument(
+        "--home", help="the local controller's state, for runs in flight (default: $RELEASECTL_HOME or ~/.local/...)"
+    )
 
     hi = add("history", cmd_history, "every pin change and outcome of a model, from git alone")
     hi.add_argument("model")
@@ -229,6 +226,11 @@ def parser() -> argparse.ArgumentParser:
     rb.add_argument("model")
     rb.add_argument("--env", required=True)
     rb.add_argument("--repo", default=".")
+
+    rt = add("retry", cmd_retry, "ask for a Failed outcome to run again: a commit on the current branch")
+    rt.add_argument("model", help="the model whose outcome failed")
+    rt.add_argument("--env", required=True, help="the environment where it failed")
+    rt.add_argument("--repo", default=".", help="a working clone of the release repo (default: .)")
 
     pr = add("promote", cmd_promote, "a commit on a new branch that copies a pin to the next environment")
     pr.add_argument("model")

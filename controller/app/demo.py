@@ -92,7 +92,7 @@ class Demo:
     # -- the controller's side --------------------------------------------------------------------
 
     def reconcile(self, rec: Reconciler, *, full: bool = False) -> PassResult:
-        result = rec.reconcile(full=full)
+        result = rec.settle(full=full)
         for outcome in result.outcomes:
             if outcome.phase is not Phase.DEPLOYED:
                 continue
@@ -130,7 +130,7 @@ def _story(demo: Demo) -> int:
 
     with local_executor(demo.home, on_event=lambda line: say(f"    {line}")) as executor:
         repo = GitRepo.controller_clone(demo.remote.as_uri(), demo.home.workdir(demo.remote.as_uri()))
-        rec = Reconciler(repo, executor, compiler(demo.home), log=lambda line: say(f"  {line}"))
+        rec = Reconciler(repo, executor, compiler(demo.home), log=lambda line, **_fields: say(f"  {line}"))
 
         demo.chapter("2. The controller's first pass adopts every pin (real training, skops artifacts)")
         first = demo.reconcile(rec, full=True)

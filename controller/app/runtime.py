@@ -79,6 +79,14 @@ def local_executor(home: Home, *, on_event: Callable[[str], None] | None = None,
     return LocalExecutor(home.runs, max_parallel=max_parallel, preload=WARM_IMPORTS, on_event=on_event)
 
 
+def detached_executor(home: Home, *, max_parallel: int = 2, idle_exit_s: float = 300.0) -> Any:
+    """The controller's executor: runs live in the local engine, a process that outlives the controller."""
+    from controller.adapters.local.detached import DetachedExecutor
+
+    home.runs.mkdir(parents=True, exist_ok=True)
+    return DetachedExecutor(home.runs, max_parallel=max_parallel, preload=WARM_IMPORTS, idle_exit_s=idle_exit_s)
+
+
 def compiler(home: Home) -> Callable[[Action], dict[str, Any]]:
     from workflows.builders import manifest
 

@@ -5,9 +5,11 @@ workflow builders (workflows/builders.py), the step functions (workflows/steps/)
 controller: the DAG task names, the output parameters each step writes, and the exit code that
 means "a check said no". Pure.
 
-Failed means a gate or a step's check said no (the user must act): the step exits with
-CHECK_FAILED_EXIT and its last stderr line says why. Errored means anything else went wrong
-(a crash, a deadline, the executor): the controller retries with backoff.
+Failed means a gate or a step's check said no (the user must act): the failing step's `verdict`
+output parameter says Failed and why. Errored means anything else went wrong (a verdict of
+Errored, no verdict at all because the step crashed, was killed at a deadline or never started,
+or the executor failed): the controller retries with backoff. Only output parameters and node
+messages are read, so the same fold holds for the local executor and for Argo.
 """
 
 from __future__ import annotations
@@ -17,8 +19,6 @@ from datetime import datetime
 from typing import Any
 
 from controller.core.contract import (
-    CHECK_FAILED_EXIT,
-    CHECK_FAILED_PREFIX,
     DEPLOY,
     EVALUATE,
     GATES_FAILED,
@@ -26,10 +26,13 @@ from controller.core.contract import (
     OUT_GATES,
     OUT_METRICS,
     OUT_REPORT,
+    OUT_VERDICT,
     TASK_ORDER,
     TRAIN,
     UNDEPLOY,
     VALIDATE_DATA,
+    VERDICT_FAILED,
+    VERDICTS,
 )
 from controller.core.models import Action, ActionKind, GateResult, Outcome, Phase, WorkflowRef
 from controller.ports import ERROR, FAILED, SUCCEEDED, WorkflowRun
@@ -89,16 +92,25 @@ def fold(action: Action, run: WorkflowRun, executor: str) -> Outcome:
             node = nodes.get(task)
             if node is None or node.phase not in (FAILED, ERROR):
                 continue
-            if task == GATES_FAILED:
-                failed = [g for g in gates if not g.passed]
-                return Outcome(phase=Phase.FAILED, reason=gate_reason(failed) or node.message, **common)
-            message = node.message.removeprefix(CHECK_FAILED_PREFIX)
-            if node.phase == FAILED and node.exit_code == CHECK_FAILED_EXIT:
-                return Outcome(phase=Phase.FAILED, reason=f"{task}: {message}", **common)
-            return Outcome(phase=Phase.ERRORED, reason=f"{task} errored: {message or run.message}", **common)
+            said = verdict(node.outputs.get(OUT_VERDICT))
+            if said is not None and said[0] == VERDICT_FAILED:
+                if task == GATES_FAILED:
+                    failed = [g for g in gates if not g.passed]
+                    return Outcome(phase=Phase.FAILED, reason=gate_reason(failed) or said[1], **common)
+                return Outcome(phase=Phase.FAILED, reason=f"{task}: {said[1]}", **common)
+            why = said[1] if said is not None and said[1] else (node.message or run.message or node.phase)
+            return Outcome(phase=Phase.ERRORED, reason=f"{task} errored: {why}", **common)
         return Outcome(phase=Phase.ERRORED, reason=f"workflow {run.name}: {run.message or run.phase}", **common)
 
     return Outcome(phase=Phase.ERRORED, reason=f"workflow {run.name} did not finish ({run.phase})", **common)
+
+
+def verdict(text: str | None) -> tuple[str, str] | None:
+    """A step's `verdict` output parameter -> (verdict, reason); None when it said nothing valid."""
+    said = _json(text, None)
+    if not isinstance(said, dict) or said.get("verdict") not in VERDICTS:
+        return None
+    return str(said["verdict"]), " ".join(str(said.get("reason") or "").split())
 
 
 def _second(when: datetime | None) -> datetime | None:

@@ -218,8 +218,9 @@ def _decide(
         if r.phase in SETTLED:
             return None
         if r.phase is Phase.ERRORED:
-            since = r.workflow.finished if r.workflow and r.workflow.finished else evidence.now
-            retry_at = since + timedelta(seconds=backoff_seconds(r.attempts))
+            # Counted from the recorded finish (or start); never from now, or the retry would slide away.
+            since = (r.workflow.finished or r.workflow.started) if r.workflow else None
+            retry_at = since + timedelta(seconds=backoff_seconds(r.attempts)) if since else evidence.now
             if evidence.now < retry_at:
                 return f"Errored {r.attempts}x; retrying after {retry_at:%Y-%m-%dT%H:%M:%SZ}"
             attempts = r.attempts

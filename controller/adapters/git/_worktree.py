@@ -5,6 +5,9 @@ Place in the flow: before the controller, on the user's side.
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 from git.exc import GitCommandError
 
 from controller.adapters.git._common import Handle, stderr_of
@@ -48,4 +51,19 @@ class WorktreeMixin(Handle):
         """Check `path` out as it was at `rev` and commit only that file (a path-limited revert)."""
         self.git.checkout(rev, "--", path)
         self.git.commit("-m", message, "--", path)
+        return self.rev("HEAD")
+
+    def commit_file(self, path: str, data: bytes, message: str) -> str:
+        """Write `path` in the working tree and commit only that file on the current branch."""
+        target = Path(str(self.repo.working_tree_dir)) / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+        with tempfile.TemporaryDirectory(prefix="releasectl-msg-") as tmp:
+            message_path = Path(tmp) / "message"
+            message_path.write_text(message, encoding="utf-8")
+            try:
+                self.git.add("--", path)
+                self.git.commit("-q", "-F", str(message_path), "--", path)
+            except GitCommandError as exc:
+                raise GitError(f"git commit of {path} failed: {stderr_of(exc)}") from exc
         return self.rev("HEAD")

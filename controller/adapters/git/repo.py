@@ -232,6 +232,18 @@ class GitRepo(WritingMixin, WorktreeMixin):
     def read_commit_object(self, sha: str) -> str:
         return bytes(self.repo.odb.stream(bytes.fromhex(sha)).read()).decode("utf-8", "replace")
 
+    def commit_time(self, sha: str) -> datetime | None:
+        """The committer time of a commit in the controller's clone (None when it is not there)."""
+        try:
+            text = self.read_commit_object(sha)
+        except Exception:
+            return None
+        for line in text.split("\n\n", 1)[0].splitlines():
+            if line.startswith("committer "):
+                stamp = line.rsplit(" ", 2)[-2]
+                return datetime.fromtimestamp(int(stamp), UTC) if stamp.isdigit() else None
+        return None
+
     def log(
         self, rev: str, paths: Sequence[str] = (ENV_ROOT, STATUS_ROOT), since: str | None = None, **options: Any
     ) -> list[CommitRecord]:

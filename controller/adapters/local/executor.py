@@ -63,6 +63,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -118,6 +119,7 @@ class LocalExecutor:
         self._on_event = on_event or _noop
         self._lock = threading.Lock()
         self._runs: dict[str, Run] = {}
+        self._metadata: dict[str, dict[str, Any]] = {}  # run name -> its manifest's metadata
         self._closed = False
         self._slots = threading.BoundedSemaphore(max_parallel)
         self._base_env = self._make_base_env(python)
@@ -209,11 +211,16 @@ class LocalExecutor:
             time.sleep(0.2)
 
     def get(self, name: str) -> WorkflowRun | None:
-        """The run's state now; None when there is no run of that name."""
+        """The run's state now, with its manifest's labels; None when there is no run of that name."""
         try:
-            return self.poll(name)
+            run = self.poll(name)
         except UnknownRun:
             return None
+        meta = self._metadata.get(name)
+        if meta is None:
+            manifest = read_json(self.home / "runs" / name / "manifest.json") or {}
+            meta = self._metadata[name] = dict(manifest.get("metadata") or {})
+        return replace(run, labels=dict(meta.get("labels") or {}), annotations=dict(meta.get("annotations") or {}))
 
     def list(self, labels: Mapping[str, str]) -> list[WorkflowRun]:
         """Every run whose manifest's labels include `labels`."""
