@@ -198,9 +198,11 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--keep", action="store_true", help="keep the demo folder")
 
     rec = add("reconcile", cmd_reconcile, "the controller: fetch, plan, run workflows, record outcomes, push")
+    from controller.app.cluster_wiring import add_cluster_arguments
     from controller.app.run import add_reconcile_arguments
 
     add_reconcile_arguments(rec)
+    add_cluster_arguments(rec)
 
     val = add("validate", cmd_validate, "PR check: schema, names, policy; one file:field: message line each")
     repo_opts(val, ["text", "json"])
