@@ -145,10 +145,10 @@ def cluster_target(
             f"artifact store {artifact_store!r}: on a cluster it must be s3://bucket/prefix or "
             "file:///path on a ReadWriteMany volume mounted in every pod"
         )
+    # The predictor runs in the serving namespace with its default service account: it needs no API.
     options = {
         "image": image,
         "mode": serving_mode,
-        "service_account": service_account,
         "s3_secret": secret or "",
         "ready_timeout_s": ready_timeout_s,
     }
