@@ -34,7 +34,9 @@ def kube(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[KubeDouble
 def test_the_defaults_are_the_local_target_without_leader_election() -> None:
     args = parse()
     assert leadership(args) is None and workflow_target(args) is None
-    assert args.image == DEFAULT_IMAGE == "ghcr.io/releasectl/steps:0.1.0"
+    assert DEFAULT_IMAGE == "ghcr.io/releasectl/steps:0.1.0"
+    cluster = workflow_target(parse("--artifact-store", "s3://ml/rc", "--target", "kserve"))
+    assert cluster.image == DEFAULT_IMAGE and cluster.namespace == "releasectl"
 
 
 def test_leader_elect_campaigns_for_the_named_lease(kube: KubeDouble) -> None:

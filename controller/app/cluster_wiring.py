@@ -64,7 +64,8 @@ def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
         default="standard",
         help="KServe's deployment mode; canary needs knative (default: standard)",
     )
-    group.add_argument("--image", default=DEFAULT_IMAGE, help=f"the steps' image (default: {DEFAULT_IMAGE})")
+    if "--image" not in parser._option_string_actions:  # the Argo executor's flags may have it already
+        group.add_argument("--image", help=f"the steps' image (default: {DEFAULT_IMAGE})")
     group.add_argument("--steps-service-account", default="releasectl-steps", metavar="NAME")
     group.add_argument("--s3-secret", default="releasectl-s3", metavar="NAME", help="Secret with the AWS_* keys")
     group.add_argument("--shared-volume-claim", default="releasectl-shared", metavar="NAME", help="the RWX PVC")
@@ -109,7 +110,7 @@ def workflow_target(args: argparse.Namespace) -> Any | None:
         return cluster_target(
             store,
             serving_namespace=args.serving_namespace,
-            image=args.image,
+            image=getattr(args, "image", None) or DEFAULT_IMAGE,
             namespace=namespace,
             service_account=args.steps_service_account,
             s3_secret=args.s3_secret,
