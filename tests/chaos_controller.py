@@ -34,7 +34,7 @@ def main(argv: list[str]) -> int:
     url, workdir, home, behaviour = argv
     log = Logger("text")
     rec = Reconciler(
-        GitRepo.controller_clone(url, Path(workdir)),
+        GitRepo.controller_clone(url, Path(workdir), fetch=False),
         executor(Path(home)),
         fast_compiler(Path(behaviour)),
         log=log,

@@ -110,7 +110,9 @@ def test_sigkill_at_random_instants_loses_nothing_and_duplicates_nothing(tmp_pat
         user = repo.clone("user")
         merges = []
         end = time.monotonic() + 240
-        while len(sources(repo)) < 1:  # adoption: one outcome per pin, the seed commit their source
+        seed = git(repo.remote, "rev-list", "--max-parents=0", "main")
+        while sources(repo)[seed] < 3:  # adoption: one outcome per pin, the seed commit their source
+            assert time.monotonic() < end, "adoption did not finish"
             life()
         for i, (model, version) in enumerate(script(repo)):
             merges.append(user.merge_pr(f"b{i}", bump(model, version), f"{model} {version}"))

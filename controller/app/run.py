@@ -81,7 +81,9 @@ def webhook_secret(path: str | None) -> bytes | None:
     return value.encode() if value else None
 
 
-def build(args: argparse.Namespace, log: Logger) -> tuple[Reconciler, Any, Callable[[], None]]:
+def build(
+    args: argparse.Namespace, log: Logger, *, forever: bool = False
+) -> tuple[Reconciler, Any, Callable[[], None]]:
     """The reconciler on its clone and executor; and how to let go of them."""
     from controller.adapters.git import CONTROLLER, GitRepo, Identity
     from controller.app.runtime import Home, compiler, detached_executor
@@ -91,7 +93,8 @@ def build(args: argparse.Namespace, log: Logger) -> tuple[Reconciler, Any, Calla
     home = Home.resolve(args.home)
     identity = Identity.parse(args.identity) if args.identity else CONTROLLER
     workdir = args.workdir or home.workdir(args.repo)
-    repo = GitRepo.controller_clone(args.repo, workdir, args.branch)
+    # the long-running controller fetches in its first pass, which retries with backoff
+    repo = GitRepo.controller_clone(args.repo, workdir, args.branch, fetch=not forever)
     executor = detached_executor(home, max_parallel=args.max_parallel)
     reconciler = Reconciler(
         repo,
@@ -134,7 +137,7 @@ def run_forever(args: argparse.Namespace) -> int:
             raise UsageError(str(exc)) from None
     secret = webhook_secret(args.webhook_secret_file)
     log = Logger(args.log_format)
-    reconciler, _executor, close = build(args, log)
+    reconciler, _executor, close = build(args, log, forever=True)
     metrics = Metrics()
     ctl = Controller(reconciler, interval_s=interval, metrics=metrics, log=log, commit_time=reconciler.repo.commit_time)
     server = None

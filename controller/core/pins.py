@@ -134,8 +134,22 @@ def pin_rules(path: str, pin: ModelPin, model: str) -> list[Problem]:
             Problem(path, "model", f"{pin.model!r} must equal the file stem {model!r}", "model-matches-file")
         )
     recipe = pin.training.recipe
-    allowed = RECIPES[recipe]
-    for name, value in pin.training.params.items():
+    allowed = RECIPES.get(recipe)
+    if allowed is None:
+        known = ", ".join(RECIPES)
+        problems.append(
+            Problem(path, "training.recipe", f"{recipe!r} is not a known recipe (known: {known})", "recipe")
+        )
+    else:
+        problems.extend(_param_problems(path, recipe, allowed, pin.training.params))
+    if "seed" not in pin.training.params:
+        problems.append(Problem(path, "training.params.seed", "is required: training must be repeatable", "seed"))
+    return problems
+
+
+def _param_problems(path: str, recipe: str, allowed: Mapping[str, type], params: Mapping[str, object]) -> list[Problem]:
+    problems = []
+    for name, value in params.items():
         if name not in allowed:
             problems.append(
                 Problem(
@@ -154,8 +168,6 @@ def pin_rules(path: str, pin: ModelPin, model: str) -> list[Problem]:
                     "recipe-params",
                 )
             )
-    if "seed" not in pin.training.params:
-        problems.append(Problem(path, "training.params.seed", "is required: training must be repeatable", "seed"))
     return problems
 
 

@@ -124,6 +124,9 @@ class Reconciler:
         self._deferred: set[Key] = set()  # queued by --max-parallel or build-once, or a block held back
         self._adopting = False  # adoption spans passes when --max-parallel queues some of it
         self._finished: dict[str, WorkflowRun] | None = None  # what _something_landed found, for _collect
+        # The trail's watermark (Releasectl-Reconciled): every pin change up to it has its outcome.
+        self._watermark: str | None = None
+        self._adoption_base: str | None = None  # while adopting: written as Releasectl-Adopting
         self._infos: dict[str, CommitInfo] = {}
 
     # -- entry points -----------------------------------------------------------------------------
@@ -202,6 +205,8 @@ class Reconciler:
         for action in p.records_only():
             if action.kind is ActionKind.BLOCK:
                 blocks.append(action)
+            elif action.kind is ActionKind.SUPERSEDE and self._in_flight_for(action):
+                continue  # its run is stopped and recorded by _supersede below
             else:
                 records.append(record_only(action, _RECORD_PHASE[action.kind], now))
         wanted = {a.key: a for a in p.actions if a.kind is not ActionKind.SUPERSEDE}
@@ -214,11 +219,23 @@ class Reconciler:
         self._deferred |= {a.key for a in blocks if a.model in busy}
         result.outcomes = records + done + started + blocks_now
         result.in_flight = len(self.in_flight)
-        if self._adopting and result.settled:
+        if snap.adopting and self._adoption_base is None:
+            self._adoption_base = snap.reconciled or snap.head
+        pending = bool(self.in_flight or self._deferred or result.queued)
+        if not pending:
+            self._watermark = snap.head  # every change up to this head has its outcome
             self._adopting = False
+        elif self._watermark is None:
+            self._watermark = snap.reconciled or snap.head
         result.published = self._publish(snap, result.outcomes, result)
+        if not self._adopting:
+            self._adoption_base = None
         self.snapshot = snap
         return result
+
+    def _in_flight_for(self, action: Action) -> bool:
+        flight = self.in_flight.get(action.key)
+        return flight is not None and flight.action.source_commit == action.source_commit
 
     def _something_landed(self) -> bool:
         """Whether a run in flight finished or ran past its deadline (one cheap executor call)."""
@@ -385,7 +402,9 @@ class Reconciler:
             key = outcome.action.key
             status = next_status(outcome, statuses.get(key), self.clock())
             statuses[key] = status
-            text = message(outcome, status, snap.head).text()
+            reconciled = self._watermark or snap.head
+            adopting = self._adoption_base if self._adopting else None
+            text = message(outcome, status, reconciled, adopting).text()
             pending.append(PendingCommit(((status_path(*key), render_status(status)),), text))
 
         def retried(attempt: int) -> None:
