@@ -33,13 +33,21 @@ def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="only the holder of a coordination.k8s.io Lease runs passes (in-cluster config or KUBECONFIG)",
     )
-    group.add_argument("--lease-name", default="releasectl-controller", help="(default: releasectl-controller)")
+    group.add_argument(
+        "--lease-name", default="releasectl-controller", help="the Lease's name (default: releasectl-controller)"
+    )
     group.add_argument(
         "--lease-namespace",
         default=os.environ.get("POD_NAMESPACE") or "releasectl",
-        help="(default: $POD_NAMESPACE or releasectl)",
+        help="the Lease's namespace (default: $POD_NAMESPACE or releasectl)",
     )
-    group.add_argument("--lease-duration", type=int, default=15, metavar="S", help="(default: 15)")
+    group.add_argument(
+        "--lease-duration",
+        type=int,
+        default=15,
+        metavar="S",
+        help="a follower takes over after S seconds (default: 15)",
+    )
     group.add_argument(
         "--renew-deadline",
         type=float,
@@ -47,7 +55,9 @@ def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="S",
         help="stop acting after S seconds without a renewal; less than the lease duration (default: 10)",
     )
-    group.add_argument("--retry-period", type=float, default=2.0, metavar="S", help="(default: 2)")
+    group.add_argument(
+        "--retry-period", type=float, default=2.0, metavar="S", help="renew or campaign every S seconds (default: 2)"
+    )
     group.add_argument(
         "--artifact-store",
         metavar="URI",
@@ -57,7 +67,12 @@ def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--target", choices=["local", "kserve"], default="local", help="where deploy serves models (default: local)"
     )
-    group.add_argument("--serving-namespace", default="releasectl-serving", metavar="NS", help="KServe's namespace")
+    group.add_argument(
+        "--serving-namespace",
+        default="releasectl-serving",
+        metavar="NS",
+        help="where KServe serves the models (default: releasectl-serving)",
+    )
     group.add_argument(
         "--serving-mode",
         choices=["standard", "knative"],
@@ -66,9 +81,24 @@ def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
     )
     if "--image" not in parser._option_string_actions:  # the Argo executor's flags may have it already
         group.add_argument("--image", help=f"the steps' image (default: {DEFAULT_IMAGE})")
-    group.add_argument("--steps-service-account", default="releasectl-steps", metavar="NAME")
-    group.add_argument("--s3-secret", default="releasectl-s3", metavar="NAME", help="Secret with the AWS_* keys")
-    group.add_argument("--shared-volume-claim", default="releasectl-shared", metavar="NAME", help="the RWX PVC")
+    group.add_argument(
+        "--steps-service-account",
+        default="releasectl-steps",
+        metavar="NAME",
+        help="the workflow pods' service account (default: releasectl-steps)",
+    )
+    group.add_argument(
+        "--s3-secret",
+        default="releasectl-s3",
+        metavar="NAME",
+        help="the Secret with the AWS_* keys, in the workflows' and the serving namespace (default: releasectl-s3)",
+    )
+    group.add_argument(
+        "--shared-volume-claim",
+        default="releasectl-shared",
+        metavar="NAME",
+        help="with --artifact-store file:///...: the ReadWriteMany PVC (default: releasectl-shared)",
+    )
 
 
 def leadership(args: argparse.Namespace, log: Callable[[str], None] | None = None) -> Leadership | None:
