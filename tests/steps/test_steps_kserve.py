@@ -174,3 +174,13 @@ def test_undeploy_deletes_the_inference_service(kube: KubeDouble, place: Place, 
 def test_inference_service_names_are_short_dns_1035_labels(environment: str, model: str, name: str) -> None:
     got = kserve.isvc_name(environment, model)
     assert got.startswith(name) and len(got) <= 45 and got[0].isalpha()
+
+
+def test_the_crd_check_catches_a_misspelt_field() -> None:
+    o = kserve.Options(namespace="models", image=IMAGE, store_uri="s3://b/p", mode="Knative")
+    body = kserve.inference_service(o, "dev", "tumor", "1.0.0", "sha256:" + "a" * 64, 10)
+    assert errors(body) == []
+    body["spec"]["predictor"]["canaryTraficPercent"] = body["spec"]["predictor"].pop("canaryTrafficPercent")
+    assert errors(body) == [
+        "spec.predictor: Additional properties are not allowed ('canaryTraficPercent' was unexpected)"
+    ]
