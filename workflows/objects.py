@@ -39,7 +39,7 @@ class StoreUnavailable(RuntimeError):
 
 
 class Location(Protocol):
-    """A place for bytes by key. `uri` names it in messages (never with credentials)."""
+    """A place for bytes by key. `uri` names it in messages: a folder's path or s3://bucket/prefix."""
 
     uri: str
 
@@ -64,7 +64,7 @@ class LocalLocation:
 
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root)
-        self.uri = self.root.as_uri() if self.root.is_absolute() else str(self.root)
+        self.uri = str(self.root)  # messages name a folder by its path
 
     def _path(self, key: str) -> Path:
         return self.root / check_key(key)

@@ -25,15 +25,19 @@ ARTIFACT_RE = re.compile(r"^sha256:([0-9a-f]{64})$")
 TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.")
 
 
+class ArtifactMissing(LookupError):
+    """The status trail names an artifact this store does not hold: infrastructure, not the user's pin.
+
+    Not a CheckFailed: the step's verdict is Errored (retried with backoff), never Failed. It happens
+    when another controller, with a store of its own, built the artifact, or when the store lost it.
+    """
+
+
 def _hex(artifact: str) -> str:
     match = ARTIFACT_RE.match(artifact or "")
     if not match:
         raise CheckFailed(f"artifact {artifact!r} is not a digest of the form sha256:<64 hex>")
     return match.group(1)
-
-
-class ArtifactMissing(LookupError):
-    """No artifact under that digest in the store: infrastructure (Errored, retried), not the user's."""
 
 
 def keys(artifact: str) -> tuple[str, str]:
@@ -88,7 +92,11 @@ def read_bytes(store: StoreLike, artifact: str) -> bytes:
     try:
         data = where.get(model_key)
     except ObjectMissing:
-        raise ArtifactMissing(f"artifact {artifact} is not in the store {where.uri}") from None
+        raise ArtifactMissing(
+            f"artifact {artifact} is not in the artifact store {where.uri}: the status trail names it, so another "
+            "controller with its own store built it, or this store lost it (run one controller per release repo, "
+            "or share its store)"
+        ) from None
     got = hashlib.sha256(data).hexdigest()
     if got != _hex(artifact):
         raise CheckFailed(f"artifact {artifact}: stored bytes hash to sha256 {short(got)}; the store is corrupt")
@@ -123,7 +131,7 @@ def meta(store: StoreLike, artifact: str) -> dict[str, Any]:
     try:
         value = json.loads(where.get(meta_key))
     except ObjectMissing:
-        raise ArtifactMissing(f"artifact {artifact} has no metadata in the store {where.uri}") from None
+        raise ArtifactMissing(f"artifact {artifact} has no metadata in the artifact store {where.uri}") from None
     if not isinstance(value, dict):
         raise ValueError(f"{where.uri}/{meta_key}: metadata is not a JSON object")
     return value

@@ -165,7 +165,9 @@ def test_a_missing_artifact_is_errored_never_failed(aws: S3Server, tmp_path: Pat
         )  # fmt: skip
     assert verdict(tmp_path) == {
         "verdict": "Errored",
-        "reason": f"ArtifactMissing: artifact {missing} is not in the store {STORE}",
+        "reason": f"ArtifactMissing: artifact {missing} is not in the artifact store {STORE}: the status trail "
+        "names it, so another controller with its own store built it, or this store lost it (run one controller "
+        "per release repo, or share its store)",
     }
 
 
