@@ -111,7 +111,12 @@ def build(
             argo.close()
         lock.release()
         raise
-    compile_action = argo_compiler(home, args) if argo is not None else compiler(home)
+    from controller.app import cluster_wiring
+
+    if cluster_wiring.workflow_target(args) is not None:  # --artifact-store and --target kserve
+        compile_action = cluster_wiring.compiler(args, home)
+    else:
+        compile_action = argo_compiler(home, args) if argo is not None else compiler(home)
     reconciler = Reconciler(
         repo,
         executor,
@@ -162,7 +167,16 @@ def run_forever(args: argparse.Namespace) -> int:
     log = Logger(args.log_format)
     reconciler, _executor, close = build(args, log, forever=True)
     metrics = Metrics()
-    ctl = Controller(reconciler, interval_s=interval, metrics=metrics, log=log, commit_time=reconciler.repo.commit_time)
+    from controller.app.cluster_wiring import leadership
+
+    ctl = Controller(
+        reconciler,
+        interval_s=interval,
+        metrics=metrics,
+        log=log,
+        commit_time=reconciler.repo.commit_time,
+        leadership=leadership(args, log),
+    )
     server = None
     if listen is not None:
         endpoints = Endpoints(
