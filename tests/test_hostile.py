@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 
 from controller.core.paths import split_pin_path
 from tests.support import ROOT, Clone, ReleaseRepo, git, make_release_repo
@@ -128,7 +129,18 @@ def merged(tmp_path_factory: pytest.TempPathFactory) -> Merged:
 
     repo = make_release_repo(root, edit=only_wine_in_dev)
     home = root / "home"
-    once = ("reconcile", "--repo", repo.url, "--once", "--home", str(home), "--format", "json")
+    once = (
+        "reconcile",
+        "--repo",
+        repo.url,
+        "--once",
+        "--home",
+        str(home),
+        "--format",
+        "json",
+        "--fail-on",
+        "Rejected,Invalid",
+    )
     first = releasectl(*once)
     assert first.returncode == 0, first.stderr
     adopted = git(repo.remote, "rev-parse", "main")
@@ -168,7 +180,7 @@ def test_validate_names_every_case_with_its_rule(merged: Merged) -> None:
     assert len(many) == 10 and many[-1] == "environments/dev/many-bad-params.yaml: … and 51 more problem(s) [more]"
     assert "\x1b" not in result.stdout  # terminal escapes are shown escaped, never sent
     pins = 1 + sum(c.status is not None for c in CASES)  # wine-classifier and every case that names a pin
-    assert result.stderr == f"{pins} pin(s) in 3 environment(s): {len(lines)} problem(s)\n"
+    assert result.stderr == f"{pins} pin(s) in 3 environment(s) of the working tree: {len(lines)} problem(s)\n"
 
 
 def test_plan_rejects_every_case_that_names_a_status_file(merged: Merged) -> None:
@@ -197,7 +209,7 @@ def test_one_pass_rejects_every_case_and_still_deploys_the_valid_change(merged: 
         outcome = by_key[(env, model)]
         assert outcome["phase"] == "Rejected" and f"[{case.rule}]" in outcome["reason"], (case, outcome)
         assert len(outcome["reason"]) <= MAX_DOCUMENT_REASON
-        status = json.loads(git(merged.repo.remote, "show", f"main:{case.status}"))
+        status = yaml.safe_load(git(merged.repo.remote, "show", f"main:{case.status}"))
         assert (status["phase"], status["reason"]) == ("Rejected", outcome["reason"])
         assert status["desired"]["source_commit"] == merged.merge
     errors = [line for line in lines_of(result.stderr) if line.startswith("error: ")]

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from controller.adapters.git import GitRepo, Identity, PendingCommit
 from controller.adapters.local.executor import LocalExecutor
@@ -160,7 +161,7 @@ def test_two_controllers_one_merge_one_outcome_then_the_artifact_holder_deploys_
     results = {name: finished(proc) for name, proc in runs.items()}
     assert all(code == 0 for code, _, _ in results.values()), results
     assert outcomes_of(repo, merge) == ["Deployed"]
-    status = json.loads(git(repo.remote, "show", "main:status/dev/wine-classifier.yaml"))
+    status = yaml.safe_load(git(repo.remote, "show", "main:status/dev/wine-classifier.yaml"))
     artifact = status["live"]["artifact"]
     holders = [name for name, home in homes.items() if in_store(home, artifact)]
     assert len(holders) == 1  # each store holds what its own controller trained: one of them landed
