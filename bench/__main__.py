@@ -189,11 +189,15 @@ def main() -> int:
     log(f"\nchecks: {json.dumps(main_data['checks'])}")
     steps_out = step_section(timed)
     from bench.hostile import measure as measure_hostile
+    from bench.loop import section as loop_section
 
+    loop_out = ROOT / "bench" / ("results-loop.json" if timed else "results-loop-small.json")
+    loop_section(timed, loop_out, log)
     hostile_out = ROOT / "bench" / ("results-hostile.json" if timed else "results-hostile-small.json")
     measure_hostile(log, hostile_out)
     log(
-        f"wrote {scale.out.relative_to(ROOT)}, {steps_out.relative_to(ROOT)} and {hostile_out.relative_to(ROOT)}; "
+        f"wrote {scale.out.relative_to(ROOT)}, {steps_out.relative_to(ROOT)}, {loop_out.relative_to(ROOT)} and "
+        f"{hostile_out.relative_to(ROOT)}; "
         f"whole bench took {time.perf_counter() - started:.0f} s"
     )
     return 0

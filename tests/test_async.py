@@ -169,3 +169,65 @@ def test_a_failed_outcome_runs_again_only_when_retry_asks_in_git(tmp_path: Path,
     # Deployed is not retryable: one clear line, exit 1
     user.pull()
     assert main(["retry", "wine-classifier", "--env", "dev", "--repo", str(user.path)]) == 1
+
+
+def test_a_queued_change_replaced_before_it_ran_gets_its_own_outcome(tmp_path: Path, fast: FastExecutor) -> None:
+    repo = make_release_repo(tmp_path, edit=single_env)
+    rec = controller(repo, fast, max_parallel=1)
+    rec.settle(full=True)
+    user = repo.clone("user")
+    fast.behaviour[("dev", "digits-classifier")] = Behaviour(sleep={"validate-data": 1})
+
+    def both(c: Clone) -> None:
+        bump("digits-classifier", "0.4.0")(c)
+        bump("wine-classifier", "2.2.0")(c)
+
+    merge = user.merge_pr("two", both, "Bump digits and wine")
+    first = rec.reconcile()
+    assert (len(first.submitted), first.queued) == (1, 1)  # --max-parallel 1: one runs, one waits
+    queued_model = "wine-classifier" if first.submitted[0].action.model == "digits-classifier" else "digits-classifier"
+    fast.behaviour.clear()
+    again = user.merge_pr("again", bump(queued_model, "9.9.9"), "Bump the queued one again")
+    result = rec.settle()
+    phases = [(o.action.model, o.action.version, o.phase) for o in result.outcomes]
+    old_version = "2.2.0" if queued_model == "wine-classifier" else "0.4.0"
+    assert (queued_model, old_version, Phase.SUPERSEDED) in phases
+    superseded = next(o for o in result.outcomes if o.phase is Phase.SUPERSEDED)
+    assert (superseded.action.source_commit, superseded.reason) == (merge, f"superseded by {again} before it ran")
+    assert (queued_model, "9.9.9", Phase.DEPLOYED) in phases
+    assert len(result.outcomes) == 3  # the running one, the superseded one, the new one
+
+
+def test_an_adoption_cut_short_by_a_crash_goes_on_and_records_what_was_replaced(
+    tmp_path: Path, fast: FastExecutor
+) -> None:
+    repo = make_release_repo(tmp_path, edit=single_env)
+    seed = git(repo.remote, "rev-parse", "main")
+    rec = controller(repo, fast, max_parallel=1)
+    first = rec.reconcile(full=True)
+    assert len(first.submitted) == 1 and first.queued == 2
+    assert fast.wait_for_finished([first.submitted[0].name], 60)
+    second = rec.reconcile()  # records one adoption, submits the next; then the controller "dies"
+    assert len(second.outcomes) == 1 and len(second.submitted) == 1
+    body = git(repo.remote, "log", "-1", "--format=%B", "main")
+    assert f"Releasectl-Adopting: {seed}" in body
+    remaining = {"digits-classifier", "tumor-classifier", "wine-classifier"} - {
+        second.outcomes[0].action.model,
+        second.submitted[0].action.model,
+    }
+    (never_ran,) = remaining
+    user = repo.clone("user")
+    replaced = user.merge_pr("b", bump(never_ran, "9.9.9"), "Bump the pin adoption had not reached")
+
+    (tmp_path / "ctl").rename(tmp_path / "ctl-old")
+    restarted = controller(repo, fast)  # a new process, a new clone: everything from git and the executor
+    result = restarted.settle(full=True)
+    got = sorted((o.action.model, o.action.version, o.phase.value, o.action.source_commit) for o in result.outcomes)
+    models = {o.action.model for o in result.outcomes}
+    assert models == {second.submitted[0].action.model, never_ran}
+    assert any(o.phase is Phase.SUPERSEDED and o.action.source_commit == seed for o in result.outcomes), got
+    assert any(o.phase is Phase.DEPLOYED and o.action.source_commit == replaced for o in result.outcomes), got
+    # one outcome per change: three adoptions (one superseded) and the bump
+    counted = git(repo.remote, "log", "--format=%(trailers:key=Releasectl-Source-Commit,valueonly)", "main").split()
+    assert sorted(counted) == sorted([seed, seed, seed, replaced])
+    assert "Releasectl-Adopting" not in git(repo.remote, "log", "-1", "--format=%B", "main")

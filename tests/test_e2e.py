@@ -185,6 +185,9 @@ def test_demo_runs_the_whole_story(tmp_path: Path) -> None:
     assert "production/digits-classifier Blocked: staging has not Deployed spec" in text
     assert "staging/tumor-classifier 1.0.0 Deployed (rollback, no training;" in text
     assert '"model_version": "1.0.0"' in text
+    # issue 11: one line per workflow state change, no step lines without -v
+    assert re.search(r"^  rc-dev-tumor-classifier-[0-9a-f]{10}: Running$", text, re.M)
+    assert not re.search(r"^ +rc-[-a-z0-9]+/(validate-data|train|evaluate|deploy|gates-failed): ", text, re.M)
 
 
 def test_reconcile_once_from_the_command_line(tmp_path: Path) -> None:
@@ -213,8 +216,8 @@ def test_reconcile_once_from_the_command_line(tmp_path: Path) -> None:
     recorded = [int(n) for n in re.findall(r"^recorded (\d+) outcome\(s\); pushed ", first.stderr, re.MULTILINE)]
     assert sum(recorded) == 9  # over the passes that --once ran until every run it started was recorded
     second = subprocess.run(command[:-2], capture_output=True, text=True, check=False)
-    assert (second.returncode, second.stdout) == (0, "")
-    assert second.stderr.endswith(": every pin is in sync\n")
+    head = result["published"][:12]  # issue 11: the pass says what it found, on stdout
+    assert (second.returncode, second.stdout) == (0, f"nothing new to record at {head}\nevery pin is live as desired\n")
     assert git(repo.remote, "rev-parse", "main") == result["published"]
 
 

@@ -46,7 +46,10 @@ CASES = {
     ),
     "unknown-recipe": (
         ("recipe: gradient-boosting", "recipe: xgboost"),
-        [F + "training.recipe: 'xgboost' is not one of gradient-boosting, random-forest, logistic-regression [enum]"],
+        [
+            F + "training.recipe: 'xgboost' is not a known recipe "
+            "(known: gradient-boosting, random-forest, logistic-regression) [recipe]"
+        ],
     ),
     "unknown-recipe-param": (
         ("max_depth: 2", "max_dept: 2"),

@@ -109,7 +109,10 @@ def test_catch_up_over_many_commits_equals_a_fresh_scan(big: GitRepo, tmp_path: 
     }
     assert moved.desired[("dev", "m-007")].version == "2.2.7"
     assert moved.candidates is not None and ("production", "m-059") in moved.candidates
+    # replaced in the range: 2.0.7 and 2.1.7; and 1.0.0, the pin at the old head, which had no outcome
+    # yet (nothing is recorded in this repo): a controller that planned it records it Superseded too
     assert sorted((c.model, c.version) for c in moved.superseded if c.model == "m-007") == [
+        ("m-007", "1.0.0"),
         ("m-007", "2.0.7"),
         ("m-007", "2.1.7"),
     ]

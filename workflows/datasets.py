@@ -4,7 +4,8 @@ Place in the flow: the validate-data, train, evaluate and deploy steps read thei
 A pin names a dataset and the sha256 of its snapshot (`training.dataset`); the catalog keeps
 `<catalog>/<name>/<sha256>.csv`, and `load` re-hashes the file, so a step never trains or
 evaluates on data other than the pinned bytes. The datasets scikit-learn ships are built in and
-materialized on demand. `python -m workflows.datasets [CATALOG]` prints their digests.
+materialized on demand. `releasectl datasets` lists them (rows, features, target, the full sha256
+to pin); `python -m workflows.datasets [CATALOG]` prints bare digests.
 """
 
 import csv
@@ -173,8 +174,8 @@ def load(catalog_dir: Path | str, name: str, sha256: str) -> Dataset:
         else:
             known = sorted(p.stem for p in path.parent.glob("*.csv")) if path.parent.is_dir() else []
             hint = f"; the catalog has {', '.join(short(k) for k in known)}" if known else ""
-            if name in BUILTINS:
-                hint += f"; the built-in snapshot is {short(builtin_digest(name))}"
+            if name in BUILTINS:  # in full: this is what the pin's author copies (`releasectl datasets`)
+                hint += f"; the built-in snapshot is {builtin_digest(name)}"
             raise CheckFailed(f"dataset {name}: no snapshot with sha256 {short(want)} in {path.parent}{hint}")
     data = path.read_bytes()
     got = hashlib.sha256(data).hexdigest()
@@ -194,6 +195,32 @@ def split(dataset: Dataset, seed: int) -> tuple[NDArray[Any], NDArray[Any], NDAr
         raise CheckFailed(f"dataset {dataset.name}: cannot make a stratified split ({exc})") from None
     X_train, X_test, y_train, y_test = parts
     return X_train, X_test, y_train, y_test
+
+
+def describe(name: str, sha256: str, data: bytes, source: str) -> dict[str, Any]:
+    """One row of `releasectl datasets`: what a pin author needs to choose and pin a snapshot."""
+    feature_names, X, y = parse_csv(name, data)
+    return {
+        "name": name,
+        "rows": int(X.shape[0]),
+        "features": len(feature_names),
+        "classes": len(set(y.tolist())),
+        "target": TARGET,
+        "source": source,
+        "sha256": sha256,
+    }
+
+
+def catalog(catalog_dir: Path | str | None = None) -> list[dict[str, Any]]:
+    """The built-in datasets, and with a catalog folder every snapshot registered there."""
+    rows = [describe(n, builtin_digest(n), builtin_bytes(n), "built-in") for n in sorted(BUILTINS)]
+    seen = {(r["name"], r["sha256"]) for r in rows}
+    if catalog_dir is not None and Path(catalog_dir).is_dir():
+        for path in sorted(Path(catalog_dir).glob("*/*.csv")):
+            key = (path.parent.name, path.stem)
+            if key not in seen:
+                rows.append(describe(key[0], key[1], path.read_bytes(), "catalog"))
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,7 +2,8 @@
 
 Place in the flow: the outermost layer. One error funnel: a ReleasectlError becomes one red
 line on stderr and its exit code (0 ok, 1 a check said no, 2 usage, 3 a runtime failure);
-anything unexpected becomes one line too, with the traceback only under --traceback.
+anything unexpected becomes one line too, with the traceback only under --traceback (accepted
+before or after the subcommand). Every command that prints a result takes `--format json`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from controller import __version__
 from controller.errors import ReleasectlError, UsageError, redact
 
 Handler = Callable[[argparse.Namespace], int]
+WORKTREE = "WORKTREE"
+HOME_HELP = "state folder (default: $RELEASECTL_HOME or ~/.local/share/releasectl)"
 
 
 def _red(text: str) -> str:
@@ -34,67 +37,71 @@ def _repo(args: argparse.Namespace) -> Any:
     return GitRepo(args.repo)
 
 
+def _json(value: object) -> None:
+    from controller.core.render import dumps
+
+    print(dumps(value))
+
+
 # -- commands -------------------------------------------------------------------------------------
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from controller.app import queries
-    from controller.core.render import dumps
 
-    result = queries.validate(_repo(args), args.rev, args.base)
+    rev = None if args.rev == WORKTREE else args.rev
+    result = queries.validate(_repo(args), rev, args.base)
     if args.format == "json":
-        print(dumps({"pins": result.pins, "problems": [p.__dict__ for p in result.problems]}))
+        _json({"read": result.read, "pins": result.pins, "problems": [p.__dict__ for p in result.problems]})
     else:
         for problem in result.problems:
             print(problem.line())
-        say(f"{result.pins} pin(s) in {result.environments} environment(s): {len(result.problems)} problem(s)")
+        say(
+            f"{result.pins} pin(s) in {result.environments} environment(s) of {result.read}: "
+            f"{len(result.problems)} problem(s)"
+        )
     return 1 if result.problems else 0
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
     from controller.app import queries
     from controller.core.models import ActionKind
-    from controller.core.render import action_dict, dumps, plan_text
+    from controller.core.render import plan_dict, plan_text
 
-    snap, plan = queries.plan_at(_repo(args), args.rev, args.base)
-    problems = [p.line() for p in snap.problems]
+    shown = queries.plan_view(_repo(args), args.rev, args.base)
     if args.format == "json":
-        print(
-            dumps(
-                {
-                    "head": snap.head,
-                    "actions": [action_dict(a) for a in plan.actions],
-                    "waiting": [{"environment": e, "model": m, "reason": r} for e, m, r in plan.waiting],
-                    "in_sync": len(plan.in_sync),
-                    "problems": problems,
-                }
-            )
-        )
+        _json(plan_dict(shown))
     else:
-        for line in problems:
+        for line in shown.problems:
             print(line)
-        print(plan_text(plan.actions, len(plan.in_sync), plan.waiting))
-    said_no = any(a.kind in (ActionKind.BLOCK, ActionKind.REJECT) for a in plan.actions) or plan.waiting
-    return 1 if said_no or snap.policy is None or problems else 0
+        print(plan_text(shown))
+    said_no = any(a.kind in (ActionKind.BLOCK, ActionKind.REJECT) for a in shown.plan.actions) or shown.plan.waiting
+    return 1 if said_no or shown.problems else 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     from controller.app import queries
     from controller.app.inflight import local_runs, overlay
     from controller.app.runtime import Home
-    from controller.core.render import dumps, status_table
+    from controller.core.render import status_table
 
     rows = overlay(queries.status(_repo(args), args.rev, args.env), local_runs(Home.resolve(args.home).runs))
-    print(dumps(rows) if args.format == "json" else status_table(rows))
+    if args.format == "json":
+        _json(rows)
+    else:
+        print(status_table(rows))
     return 0
 
 
 def cmd_history(args: argparse.Namespace) -> int:
     from controller.app import queries
-    from controller.core.render import dumps, history_table
+    from controller.core.render import history_table
 
     rows = queries.history(_repo(args), args.model, args.env, args.rev)
-    print(dumps([r.as_dict() for r in rows]) if args.format == "json" else history_table(rows))
+    if args.format == "json":
+        _json([r.as_dict() for r in rows])
+    else:
+        print(history_table(rows))
     return 0
 
 
@@ -102,8 +109,11 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     from controller.app import userops
 
     made = userops.rollback(_repo(args), args.model, args.env)
+    if args.format == "json":
+        _json(made.as_dict())
+        return 0
     print(f"{made.sha}  {made.summary}")
-    say(f"committed on {made.ref}; push it (or open a PR) and the controller rolls back without training")
+    say(f"committed on your current branch {made.ref}; push it (or open a PR): {made.next_step}")
     return 0
 
 
@@ -111,6 +121,9 @@ def cmd_retry(args: argparse.Namespace) -> int:
     from controller.app.retry import retry
 
     made = retry(_repo(args), args.model, args.env)
+    if args.format == "json":
+        _json(made.as_dict())
+        return 0
     print(f"{made.sha}  {made.summary}")
     say(f"committed on {made.ref}; push it (or open a PR) and the controller runs the change again")
     return 0
@@ -120,43 +133,33 @@ def cmd_promote(args: argparse.Namespace) -> int:
     from controller.app import userops
 
     made = userops.promote(_repo(args), args.model, args.source, args.target, args.branch)
+    if args.format == "json":
+        _json(made.as_dict())
+        return 0
     print(f"{made.sha}  {made.summary}")
-    say(f"push the branch and open a PR: git push origin {made.ref}")
+    say(f"your current branch is unchanged; push the new branch and open a PR: git push origin {made.ref}")
     return 0
 
 
 def cmd_reconcile(args: argparse.Namespace) -> int:
+    from controller.app import report
     from controller.app.run import run_forever, run_once
+    from controller.loop.reconciler import PolicyInvalid
 
+    fail_on = report.parse_phases(args.fail_on)
     if args.interval is not None or args.listen:
         return run_forever(args)
-    result = run_once(args)
+    try:
+        result = run_once(args)
+    except PolicyInvalid:
+        return 1  # the reconciler has said each problem once, as an error line
+    summary = report.summarize(report.controller_repo(args), result)
     if args.format == "json":
-        from controller.core.render import dumps
-
-        print(
-            dumps(
-                {
-                    "head": result.head,
-                    "published": result.published,
-                    "push_retries": result.push_retries,
-                    "outcomes": [
-                        {
-                            "environment": o.action.environment,
-                            "model": o.action.model,
-                            "version": o.action.version,
-                            "phase": o.phase.value,
-                            "reason": redact(o.reason),
-                            "artifact": o.artifact,
-                        }
-                        for o in result.outcomes
-                    ],
-                }
-            )
-        )
-    elif not result.outcomes:
-        say(f"nothing to do at {result.head[:12]}: every pin is in sync")
-    return 1 if result.problems else 0
+        _json(summary.as_dict())
+    else:
+        for line in summary.lines():
+            print(line)
+    return report.exit_code(summary, fail_on)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -168,92 +171,269 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_datasets(args: argparse.Namespace) -> int:
+    from controller.app.runtime import Home
+    from controller.core.render import table
+    from workflows.datasets import catalog
+
+    rows = catalog(Home.resolve(args.home).data if args.home else None)
+    if args.format == "json":
+        _json(rows)
+    else:
+        body = [
+            [r["name"], r["rows"], r["features"], r["classes"], r["target"], r["source"], r["sha256"]] for r in rows
+        ]
+        print(table(["NAME", "ROWS", "FEATURES", "CLASSES", "TARGET", "SOURCE", "SHA256"], body))
+    return 0
+
+
+def cmd_recipes(args: argparse.Namespace) -> int:
+    from controller.core.render import table
+    from workflows.recipes import describe
+
+    rows = describe()
+    if args.format == "json":
+        _json(rows)
+    else:
+        params = [", ".join(f"{k}:{v}" for k, v in r["params"].items()) for r in rows]
+        print(
+            table(
+                ["RECIPE", "FROM", "PARAMS"], [[r["name"], r["source"], p] for r, p in zip(rows, params, strict=True)]
+            )
+        )
+    return 0
+
+
+def cmd_completion(args: argparse.Namespace) -> int:
+    from controller.app.completion import script
+
+    print(script(parser(), args.shell), end="")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from controller.app.demo import run_demo
 
-    return run_demo(keep=args.keep, workdir=args.workdir)
+    return run_demo(keep=args.keep, workdir=args.workdir, verbose=args.verbose)
 
 
 # -- parsing --------------------------------------------------------------------------------------
 
 
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the examples' layout and shows every flag's default that is not already said."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (
+            "default" not in text
+            and action.option_strings
+            and default not in (None, False, argparse.SUPPRESS)
+            and action.nargs != 0
+        ):
+            text += " (default: %(default)s)"
+        return text
+
+
+def _example(*lines: str) -> str:
+    return "example:\n" + "\n".join(f"  {line}" for line in lines)
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="releasectl", description="GitOps promotion controller for ML models.")
+    p = argparse.ArgumentParser(
+        prog="releasectl",
+        description="GitOps promotion controller for ML models.",
+        formatter_class=_Formatter,
+        epilog=_example("releasectl validate && releasectl plan", "releasectl status --env production"),
+    )
     p.add_argument("--version", action="version", version=f"releasectl {__version__}")
-    p.add_argument("--traceback", action="store_true", help="show a traceback on errors")
+    p.add_argument("--traceback", action="store_true", help="show a traceback on errors (also after the subcommand)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def add(name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
-        cmd = sub.add_parser(name, help=help_text, description=help_text)
+    def add(name: str, handler: Handler, help_text: str, *examples: str) -> argparse.ArgumentParser:
+        cmd = sub.add_parser(
+            name, help=help_text, description=help_text, formatter_class=_Formatter, epilog=_example(*examples)
+        )
         cmd.set_defaults(handler=handler)
+        # SUPPRESS: only a flag given here sets it, so `releasectl --traceback CMD` keeps working too
+        cmd.add_argument(
+            "--traceback", action="store_true", default=argparse.SUPPRESS, help="show a traceback on errors"
+        )
         return cmd
 
-    def repo_opts(cmd: argparse.ArgumentParser, formats: Sequence[str]) -> None:
-        cmd.add_argument("--repo", default=".", help="a local clone of the release repo (default: .)")
-        cmd.add_argument("--rev", default="HEAD", help="the revision to read (default: HEAD)")
-        cmd.add_argument("--format", choices=formats, default=formats[0])
+    def fmt(cmd: argparse.ArgumentParser, formats: Sequence[str] = ("text", "json")) -> None:
+        cmd.add_argument("--format", choices=formats, default=formats[0], help="output for people or for machines")
 
-    demo = add("demo", cmd_demo, "the main job on one machine: real training, status commits, a bump, a revert")
-    demo.add_argument("--workdir", help="where to build the demo (default: a new temporary folder)")
-    demo.add_argument("--keep", action="store_true", help="keep the demo folder")
+    def repo_opts(cmd: argparse.ArgumentParser, formats: Sequence[str], rev: str = "HEAD") -> None:
+        cmd.add_argument("--repo", default=".", metavar="PATH", help="a local clone of the release repo")
+        what = "the files in the working tree" if rev == WORKTREE else "HEAD"
+        cmd.add_argument("--rev", default=rev, metavar="REV", help=f"the commit to read (default: {what})")
+        fmt(cmd, formats)
 
-    rec = add("reconcile", cmd_reconcile, "the controller: fetch, plan, run workflows, record outcomes, push")
+    demo = add(
+        "demo",
+        cmd_demo,
+        "the main job on one machine: real training, status commits, a bump, a revert",
+        "releasectl demo -v --keep",
+    )
+    demo.add_argument("--workdir", metavar="DIR", help="where to build the demo (default: a new temporary folder)")
+    demo.add_argument("--keep", action="store_true", help="keep the demo folder afterwards")
+    demo.add_argument("-v", "--verbose", action="store_true", help="print every workflow step, not only workflows")
+
+    rec = add(
+        "reconcile",
+        cmd_reconcile,
+        "the controller: fetch, plan, run workflows, record outcomes, push",
+        "releasectl reconcile --repo file:///srv/releases.git --once --fail-on Failed,Errored",
+    )
     from controller.app.run import add_reconcile_arguments
 
     add_reconcile_arguments(rec)
-
-    val = add("validate", cmd_validate, "PR check: schema, names, policy; one file:field: message line each")
-    repo_opts(val, ["text", "json"])
-    val.add_argument("--base", help="report only files changed since this revision")
-
-    pl = add("plan", cmd_plan, "what reconcile would do, and why")
-    repo_opts(pl, ["text", "json"])
-    pl.add_argument("--base", help="the last reconciled revision (default: from the status trail)")
-
-    st = add("status", cmd_status, "desired vs live per model and environment")
-    repo_opts(st, ["table", "json"])
-    st.add_argument("--env", help="one environment")
-    st.add_argument(
-        "--home", help="the local controller's state, for runs in flight (default: $RELEASECTL_HOME or ~/.local/...)"
+    rec.add_argument(
+        "--fail-on",
+        metavar="PHASES",
+        default="",
+        help="exit 1 when a pin ends the pass in one of these phases, e.g. Failed,Errored,Blocked "
+        "(default: none: exit 0 whenever the pass completed)",
     )
 
-    hi = add("history", cmd_history, "every pin change and outcome of a model, from git alone")
-    hi.add_argument("model")
-    hi.add_argument("--env", help="one environment")
+    val = add(
+        "validate",
+        cmd_validate,
+        "PR check: schema, names, policy of the files in front of you; one file:field: message line each",
+        "releasectl validate                       # the working tree, like a linter",
+        "releasectl validate --rev HEAD --base origin/main   # a PR's commits, only the files it changed",
+    )
+    repo_opts(val, ["text", "json"], rev=WORKTREE)
+    val.add_argument("--base", metavar="REV", help="report only files changed since this revision (default: all)")
+
+    pl = add(
+        "plan",
+        cmd_plan,
+        "what reconcile would do, and why",
+        "releasectl plan --repo . --format json",
+    )
+    repo_opts(pl, ["text", "json"])
+    pl.add_argument("--base", metavar="REV", help="the last reconciled revision (default: from the status trail)")
+
+    st = add("status", cmd_status, "desired vs live per model and environment", "releasectl status --env production")
+    repo_opts(st, ["table", "json"])
+    st.add_argument("--env", metavar="ENV", help="only this environment (default: all)")
+    st.add_argument(
+        "--home",
+        metavar="DIR",
+        help="the local controller's state, for runs in flight (default: $RELEASECTL_HOME "
+        "or ~/.local/share/releasectl)",
+    )
+
+    hi = add(
+        "history",
+        cmd_history,
+        "every pin change and outcome of a model, from git alone",
+        "releasectl history tumor-classifier --env production",
+    )
+    hi.add_argument("model", help="the model (the pin's file stem)")
+    hi.add_argument("--env", metavar="ENV", help="only this environment (default: all)")
     repo_opts(hi, ["table", "json"])
 
-    rb = add("rollback", cmd_rollback, "a git revert of the last change of a pin (never rewrites history)")
-    rb.add_argument("model")
-    rb.add_argument("--env", required=True)
-    rb.add_argument("--repo", default=".")
+    rb = add(
+        "rollback",
+        cmd_rollback,
+        "commit, on your CURRENT branch, a git revert of the last change of a pin (never rewrites history)",
+        "releasectl rollback tumor-classifier --env staging && git push",
+    )
+    rb.add_argument("model", help="the model (the pin's file stem)")
+    rb.add_argument("--env", required=True, metavar="ENV", help="the environment whose pin is rolled back")
+    rb.add_argument("--repo", default=".", metavar="PATH", help="your working clone")
+    fmt(rb)
 
-    rt = add("retry", cmd_retry, "ask for a Failed outcome to run again: a commit on the current branch")
+    rt = add(
+        "retry",
+        cmd_retry,
+        "ask for a Failed outcome to run again: a commit on your CURRENT branch (push it or open a PR)",
+        "releasectl retry tumor-classifier --env staging && git push",
+    )
     rt.add_argument("model", help="the model whose outcome failed")
-    rt.add_argument("--env", required=True, help="the environment where it failed")
-    rt.add_argument("--repo", default=".", help="a working clone of the release repo (default: .)")
+    rt.add_argument("--env", required=True, metavar="ENV", help="the environment where it failed")
+    rt.add_argument("--repo", default=".", metavar="PATH", help="your working clone")
+    fmt(rt)
 
-    pr = add("promote", cmd_promote, "a commit on a new branch that copies a pin to the next environment")
-    pr.add_argument("model")
-    pr.add_argument("--from", dest="source", required=True)
-    pr.add_argument("--to", dest="target", required=True)
-    pr.add_argument("--branch", help="branch name (default: promote/<model>-<to>-<version>)")
-    pr.add_argument("--repo", default=".")
+    pr = add(
+        "promote",
+        cmd_promote,
+        "commit, on a NEW branch (your current one is untouched), a copy of a pin to another environment",
+        "releasectl promote tumor-classifier --from dev --to staging && git push origin promote/...",
+    )
+    pr.add_argument("model", help="the model (the pin's file stem)")
+    pr.add_argument("--from", dest="source", required=True, metavar="ENV", help="the environment to copy from")
+    pr.add_argument("--to", dest="target", required=True, metavar="ENV", help="the environment to promote to")
+    pr.add_argument("--branch", help="name of the new branch (default: promote/<model>-<to>-<version>)")
+    pr.add_argument("--repo", default=".", metavar="PATH", help="your working clone")
+    fmt(pr)
 
-    sv = add("serve", cmd_serve, "serve an environment's live models over HTTP (KServe v1 protocol)")
-    sv.add_argument("--env", required=True)
-    sv.add_argument("--home")
-    sv.add_argument("--host", default="127.0.0.1")
-    sv.add_argument("--port", type=int, default=8080)
+    sv = add(
+        "serve",
+        cmd_serve,
+        "serve an environment's live models over HTTP (KServe v1 protocol)",
+        "releasectl serve --env staging --port 8080",
+    )
+    sv.add_argument("--env", required=True, metavar="ENV", help="the environment whose live models are served")
+    sv.add_argument(
+        "--home", metavar="DIR", help="state folder (default: $RELEASECTL_HOME or ~/.local/share/releasectl)"
+    )
+    sv.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    sv.add_argument("--port", type=int, default=8080, help="port to listen on")
+
+    ds = add(
+        "datasets",
+        cmd_datasets,
+        "the datasets a pin can name: rows, features, target and the full sha256 to pin",
+        "releasectl datasets --format json",
+    )
+    ds.add_argument("--home", metavar="DIR", help="also list the snapshots in this home's catalog (default: built-ins)")
+    fmt(ds, ("table", "json"))
+
+    rc = add(
+        "recipes",
+        cmd_recipes,
+        "the training recipes a pin can name (built in and from the releasectl.recipes entry points)",
+        "releasectl recipes",
+    )
+    fmt(rc, ("table", "json"))
+
+    co = add(
+        "completion",
+        cmd_completion,
+        "print a shell completion script",
+        "releasectl completion bash > ~/.local/share/bash-completion/completions/releasectl",
+        "releasectl completion zsh > ~/.zfunc/_releasectl   # with fpath+=(~/.zfunc) before compinit",
+    )
+    co.add_argument("shell", choices=["bash", "zsh"], help="the shell to complete for")
+    return p
+
+
+def _subparser(p: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
+    for action in p._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            found: argparse.ArgumentParser = action.choices[name]
+            return found
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = parser()
     try:
-        args = p.parse_args(argv)
+        args, extra = p.parse_known_args(argv)
+        if extra:  # a subcommand's mistake gets that subcommand's usage, not the top-level one
+            _subparser(p, args.command).error(f"unrecognized arguments: {' '.join(extra)}")
     except SystemExit as exc:  # argparse: --help is 0, a usage error is 2
         return int(exc.code or 0)
     try:
+        if args.command not in ("completion", "serve", "datasets"):
+            from controller.app.runtime import load_recipes
+
+            load_recipes(say)
         code: int = args.handler(args)
         return code
     except ReleasectlError as exc:

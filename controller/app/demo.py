@@ -24,6 +24,7 @@ from typing import Any
 
 from controller.adapters.git import GitRepo
 from controller.app import queries
+from controller.app.progress import Progress
 from controller.app.runtime import Home, compiler, local_executor
 from controller.core.models import Phase
 from controller.core.render import history_table, status_table, table
@@ -106,21 +107,26 @@ class Demo:
         return result
 
 
-def run_demo(*, keep: bool = False, workdir: str | None = None, out: Callable[[str], None] | None = None) -> int:
+def run_demo(
+    *, keep: bool = False, workdir: str | None = None, out: Callable[[str], None] | None = None, verbose: bool = False
+) -> int:
     say = out or (lambda line: print(line, flush=True))
     root = Path(workdir).resolve() if workdir else Path(tempfile.mkdtemp(prefix="releasectl-demo-"))
     root.mkdir(parents=True, exist_ok=True)
-    demo = Demo(root, say)
+    # one line per workflow state change (a status line on a terminal); every step with -v
+    progress = Progress(say, verbose=verbose, live=sys.stdout if out is None and sys.stdout.isatty() else None)
+    demo = Demo(root, progress.log)
     try:
-        return _story(demo)
+        return _story(demo, progress)
     finally:
+        progress.close()
         if keep or workdir:
             say(f"\nThe demo's release repo, clones and home are in {root}")
         else:
             shutil.rmtree(root, ignore_errors=True)
 
 
-def _story(demo: Demo) -> int:
+def _story(demo: Demo, progress: Progress) -> int:
     say = demo.say
     demo.chapter("1. A release repo: three models pinned in dev, staging and production")
     demo.make_release_repo()
@@ -128,7 +134,7 @@ def _story(demo: Demo) -> int:
     for line in _git(demo.user, "ls-files", "environments").splitlines():
         say(f"    {line}")
 
-    with local_executor(demo.home, on_event=lambda line: say(f"    {line}")) as executor:
+    with local_executor(demo.home, on_event=progress.event) as executor:
         repo = GitRepo.controller_clone(demo.remote.as_uri(), demo.home.workdir(demo.remote.as_uri()))
         rec = Reconciler(repo, executor, compiler(demo.home), log=lambda line, **_fields: say(f"  {line}"))
 

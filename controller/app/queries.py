@@ -11,13 +11,14 @@ from dataclasses import dataclass
 
 from controller.adapters.git import GitRepo
 from controller.core.history import HistoryRow, fold
-from controller.core.models import Plan
+from controller.core.models import ActionKind, Phase, Plan
 from controller.core.paths import ENV_ROOT, POLICY_PATH, pin_path, status_path
 from controller.core.pins import parse_policy
 from controller.core.planner import checked, plan
-from controller.core.render import status_rows
+from controller.core.render import PlanView, status_rows
 from controller.core.schemas import Problem, load_yaml
-from controller.errors import UsageError
+from controller.core.trail import parse_status
+from controller.errors import PermanentError, UsageError
 from controller.loop.reconciler import gather_evidence, utcnow
 from controller.loop.snapshot import Snapshot, SnapshotReader
 
@@ -27,15 +28,25 @@ class Validation:
     problems: list[Problem]
     pins: int
     environments: int
+    read: str  # "the working tree" or the commit read
 
 
 def snapshot(repo: GitRepo, rev: str = "HEAD", since: str | None = None) -> Snapshot:
     return SnapshotReader(repo).load(repo.rev(rev), since=repo.rev(since) if since else None)
 
 
-def validate(repo: GitRepo, rev: str = "HEAD", base: str | None = None) -> Validation:
-    """Every problem at `rev`; with `base`, only those in files the change touched (and the policy's)."""
-    snap = snapshot(repo, rev)
+def validate(repo: GitRepo, rev: str | None = None, base: str | None = None) -> Validation:
+    """Every problem in the working tree (or at `rev`); with `base`, only in files changed since it.
+
+    The default is the files in front of the user, committed or not, as a linter and a pre-commit
+    hook need; a bare repository has no working tree, so there it is HEAD.
+    """
+    if rev is None and not repo.is_bare:
+        head, read = repo.worktree_commit(), "the working tree"
+    else:
+        head = repo.rev(rev or "HEAD")
+        read = head[:12]
+    snap = SnapshotReader(repo).load(head)
     problems = list(snap.problems)
     if snap.policy is not None:
         for desired in checked(snap.desired, snap.recorded, snap.policy).values():
@@ -44,7 +55,9 @@ def validate(repo: GitRepo, rev: str = "HEAD", base: str | None = None) -> Valid
         touched = set(repo.changed_paths(repo.rev(base), snap.head))
         problems = [p for p in problems if p.path in touched or p.path == POLICY_PATH]
     envs = len(snap.policy.order) if snap.policy else 0
-    return Validation(sorted(problems, key=lambda p: (p.path, p.rule == "more", p.field)), len(snap.desired), envs)
+    return Validation(
+        sorted(problems, key=lambda p: (p.path, p.rule == "more", p.field)), len(snap.desired), envs, read
+    )
 
 
 def plan_at(repo: GitRepo, rev: str = "HEAD", base: str | None = None) -> tuple[Snapshot, Plan]:
@@ -55,12 +68,77 @@ def plan_at(repo: GitRepo, rev: str = "HEAD", base: str | None = None) -> tuple[
     return snap, plan(snap.desired, snap.recorded, snap.policy, evidence)
 
 
+def plan_view(repo: GitRepo, rev: str = "HEAD", base: str | None = None) -> PlanView:
+    snap, p = plan_at(repo, rev, base)
+    problems = [x.line() for x in snap.problems]
+    attention: list[tuple[str, str, str, str]] = []
+    in_sync = 0
+    for key in p.in_sync:
+        d, r = snap.desired.get(key), snap.recorded.get(key)
+        if d is None:
+            continue  # a deleted pin whose removal is recorded: not a pin any more
+        if r is not None and r.phase is not Phase.DEPLOYED:
+            live = f"; live {r.live.version}" if r.live else "; nothing live"
+            attention.append((key[0], key[1], r.phase.value, f"{r.reason}{live}; change the pin to try again"))
+            continue
+        in_sync += 1
+    versions: dict[tuple[str, str], str] = {}
+    for action in p.actions:
+        if action.kind is ActionKind.REJECT and action.version == "unknown":
+            blob = snap.files.get(pin_path(*action.key))
+            if blob is not None and (version := _version(repo.read_blob(blob))) != "unknown":
+                versions[action.key] = version
+    return PlanView(snap.head, p, in_sync, attention, versions, problems)
+
+
 def status(repo: GitRepo, rev: str = "HEAD", environment: str | None = None) -> list[dict[str, object]]:
     snap = snapshot(repo, rev)
-    order = snap.policy.order if snap.policy else sorted({k[0] for k in snap.recorded})
+    if snap.policy is None:
+        raise PermanentError("; ".join(p.line() for p in snap.problems) or f"{POLICY_PATH} is invalid")
+    order = snap.policy.order
     if environment is not None and environment not in order:
         raise UsageError(f"unknown environment {environment!r} (environments: {', '.join(order)})")
-    return status_rows(snap.desired, snap.recorded, order, environment)
+    rows = status_rows(snap.desired, snap.recorded, order, environment)
+    found = _live_metrics(repo, snap, [(str(r["environment"]), str(r["model"])) for r in rows])
+    for row in rows:
+        row["live_metrics"] = found.get((str(row["environment"]), str(row["model"])), {})
+    return rows
+
+
+def _live_metrics(
+    repo: GitRepo, snap: Snapshot, keys: list[tuple[str, str]]
+) -> dict[tuple[str, str], dict[str, float]]:
+    """The metrics of the version that is live, which are not the latest outcome's after a Failed one.
+
+    A status file keeps the latest outcome's metrics; when that outcome did not deploy (or was a
+    rollback, which measures nothing), the live version's figures are in the status file of the
+    commit that deployed and evaluated it: ONE path-limited log over those files, streamed newest
+    first and stopped when every row has its figures, however many rows need it.
+    """
+    found: dict[tuple[str, str], dict[str, float]] = {}
+    wanted: dict[str, tuple[tuple[str, str], str]] = {}  # status path -> (key, live spec digest)
+    for key in keys:
+        status = snap.recorded.get(key)
+        if status is None or status.live is None:
+            continue
+        if status.metrics and status.phase is Phase.DEPLOYED and status.desired.spec_digest == status.live.spec_digest:
+            found[key] = dict(status.metrics)
+        else:
+            wanted[status_path(*key)] = (key, status.live.spec_digest)
+    if not wanted:
+        return found
+    for record in repo.stream_log(snap.head, None, sorted(wanted)):  # newest first; stops when all are found
+        for change in record.changes:
+            target = wanted.get(change.path)
+            if target is None or change.new_blob is None:
+                continue
+            old = parse_status(repo.read_blob(change.new_blob))
+            if old is not None and old.metrics and old.phase is Phase.DEPLOYED and old.desired.spec_digest == target[1]:
+                found[target[0]] = dict(old.metrics)
+                del wanted[change.path]
+        if not wanted:
+            break
+    return found
 
 
 def history(repo: GitRepo, model: str, environment: str | None = None, rev: str = "HEAD") -> list[HistoryRow]:
@@ -84,7 +162,7 @@ def history(repo: GitRepo, model: str, environment: str | None = None, rev: str 
 def _environments(repo: GitRepo, head: str) -> list[str]:
     policy = parse_policy(repo.read_file(head, POLICY_PATH))
     if isinstance(policy, list):
-        raise UsageError("; ".join(p.line() for p in policy))
+        raise PermanentError("; ".join(p.line() for p in policy))  # the repo's fault, not the command line's
     return list(policy.order)
 
 

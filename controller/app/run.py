@@ -12,6 +12,7 @@ import argparse
 import os
 import signal
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -80,7 +81,9 @@ def webhook_secret(path: str | None) -> bytes | None:
     return value.encode() if value else None
 
 
-def build(args: argparse.Namespace, log: Logger) -> tuple[Reconciler, Any, Callable[[], None]]:
+def build(
+    args: argparse.Namespace, log: Logger, *, forever: bool = False
+) -> tuple[Reconciler, Any, Callable[[], None]]:
     """The reconciler on its clone and executor; and how to let go of them."""
     from controller.adapters.git import CONTROLLER, GitRepo, Identity
     from controller.app import statelock
@@ -93,7 +96,8 @@ def build(args: argparse.Namespace, log: Logger) -> tuple[Reconciler, Any, Calla
     workdir = args.workdir or home.workdir(args.repo)
     lock = statelock.acquire(home.root)  # one controller per state folder: exit 3 when another holds it
     try:
-        repo = GitRepo.controller_clone(args.repo, workdir, args.branch)
+        # the long-running controller fetches in its first pass, which retries with backoff
+        repo = GitRepo.controller_clone(args.repo, workdir, args.branch, fetch=not forever)
         executor = detached_executor(home, max_parallel=args.max_parallel)
     except BaseException:
         lock.release()
@@ -146,7 +150,7 @@ def run_forever(args: argparse.Namespace) -> int:
             raise UsageError(str(exc)) from None
     secret = webhook_secret(args.webhook_secret_file)
     log = Logger(args.log_format)
-    reconciler, _executor, close = build(args, log)
+    reconciler, _executor, close = build(args, log, forever=True)
     metrics = Metrics()
     ctl = Controller(reconciler, interval_s=interval, metrics=metrics, log=log, commit_time=reconciler.repo.commit_time)
     server = None
@@ -163,7 +167,10 @@ def run_forever(args: argparse.Namespace) -> int:
         print(f"listening on {listen[0]}:{server.port}", file=sys.stderr, flush=True)
 
     def on_signal(signum: int, _frame: Any) -> None:
-        ctl.stop(f"{signal.Signals(signum).name} received")
+        # The handler runs between two bytecodes of the main thread, which may hold the log's or the
+        # triggers' lock right then: stop from another thread, never take a lock here.
+        why = f"{signal.Signals(signum).name} received"
+        threading.Thread(target=ctl.stop, args=(why,), name="stop", daemon=True).start()
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     try:

@@ -96,3 +96,12 @@ def compiler(home: Home) -> Callable[[Action], dict[str, Any]]:
         return manifest(action, target)
 
     return compile_action
+
+
+def load_recipes(warn: Callable[[str], None]) -> None:
+    """Register the recipes installed through the `releasectl.recipes` entry points (once per process)."""
+    from workflows.recipes import load_errors, registry
+
+    registry()
+    for line in load_errors():
+        warn(f"warning: {line}")

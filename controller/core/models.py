@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Mapping
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -65,7 +66,29 @@ RECIPES: dict[str, dict[str, type]] = {
     "random-forest": {"n_estimators": int, "max_depth": int, "min_samples_leaf": int, "seed": int},
     "logistic-regression": {"C": float, "max_iter": int, "seed": int},
 }
-Recipe = Literal["gradient-boosting", "random-forest", "logistic-regression"]
+BUILTIN_RECIPES = tuple(RECIPES)
+PARAM_KINDS = (int, float, bool, str)
+
+
+def register_recipe(name: str, params: Mapping[str, type]) -> None:
+    """Add a recipe a team installed (workflows/recipes reads the `releasectl.recipes` entry points).
+
+    Pins are checked against RECIPES, so a pin naming it validates exactly as a built-in's does.
+    Built-ins cannot be replaced.
+    """
+    if name in BUILTIN_RECIPES or not DNS_LABEL_RE.match(name):
+        raise ValueError(f"cannot register recipe {name!r}: a built-in name or not a DNS label")
+    if any(kind not in PARAM_KINDS for kind in params.values()):
+        raise ValueError(f"recipe {name}: parameter types must be int, float, bool or str")
+    RECIPES[name] = {**params, "seed": int}
+
+
+# Any DNS label in the schema: which recipes exist depends on what is installed (pins.pin_rules checks it).
+Recipe = Annotated[
+    str,
+    StringConstraints(pattern=DNS_LABEL),
+    Field(description="A training recipe: built in (" + ", ".join(RECIPES) + ") or a releasectl.recipes entry point"),
+]
 
 _STRICT = ConfigDict(frozen=True, extra="forbid")
 

@@ -163,11 +163,25 @@ def pin_rules(path: str, pin: ModelPin, model: str) -> list[Problem]:
     problems = []
     if pin.model != model:
         problems.append(
-            Problem(path, "model", f"{pin.model!r} must equal the file stem {model!r}", "model-matches-file")
+            Problem(path, "model", f"{quote(pin.model)} must equal the file stem {model!r}", "model-matches-file")
         )
     recipe = pin.training.recipe
-    allowed = RECIPES[recipe]
-    for name, value in pin.training.params.items():
+    allowed = RECIPES.get(recipe)
+    if allowed is None:
+        known = ", ".join(RECIPES)
+        problems.append(
+            Problem(path, "training.recipe", f"{quote(recipe)} is not a known recipe (known: {known})", "recipe")
+        )
+    else:
+        problems.extend(_param_problems(path, recipe, allowed, pin.training.params))
+    if "seed" not in pin.training.params:
+        problems.append(Problem(path, "training.params.seed", "is required: training must be repeatable", "seed"))
+    return capped(problems)
+
+
+def _param_problems(path: str, recipe: str, allowed: Mapping[str, type], params: Mapping[str, object]) -> list[Problem]:
+    problems = []
+    for name, value in params.items():
         if name not in allowed:
             problems.append(
                 Problem(
@@ -188,9 +202,7 @@ def pin_rules(path: str, pin: ModelPin, model: str) -> list[Problem]:
             )
         elif (why := _out_of_range(value)) is not None:
             problems.append(Problem(path, f"training.params.{name}", f"{quote(value)} {why}", "param-range"))
-    if "seed" not in pin.training.params:
-        problems.append(Problem(path, "training.params.seed", "is required: training must be repeatable", "seed"))
-    return capped(problems)
+    return problems
 
 
 PARAM_INT_RANGE = (-(2**31), 2**32 - 1)  # what numpy's seeds and scikit-learn's counts take

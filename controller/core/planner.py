@@ -236,7 +236,7 @@ def _decide(
     live = r.live if r is not None else None
     full = {**base, "pin": d.pin, "live": live, "attempts": attempts}
 
-    if evidence.adopting:
+    if evidence.adopting and r is None:  # adoption covers pins the trail has never seen
         return Action(
             kind=ActionKind.DEPLOY,
             artifact=evidence.artifacts.get(d.digest),

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from controller.core.history import HistoryRow
-from controller.core.models import Action, ActionKind, ModelStatus
+from controller.core.models import Action, ActionKind, ModelStatus, Plan
 from controller.core.pins import DesiredPin
 
 
@@ -60,16 +61,61 @@ def action_dict(action: Action) -> dict[str, Any]:
     }
 
 
-def plan_text(actions: Sequence[Action], in_sync: int, waiting: Sequence[tuple[str, str, str]]) -> str:
-    if not actions and not waiting:
-        return f"Nothing to do: {in_sync} pin(s) in sync."
+@dataclass(frozen=True)
+class PlanView:
+    """A plan as people read it: what runs, what waits, what needs attention, what is in sync."""
+
+    head: str
+    plan: Plan
+    in_sync: int  # pins live as desired (deleted pins and settled failures are not counted)
+    attention: list[tuple[str, str, str, str]]  # (environment, model, phase, why): settled, but not live
+    versions: dict[tuple[str, str], str]  # the version a rejected pin's file says, when it can be read
+    problems: list[str]
+
+
+def why(action: Action) -> str:
+    """The WHY column: the planner's reason, or what an ordinary deploy replaces."""
+    if action.reason:
+        return action.reason
+    if action.kind is ActionKind.DEPLOY:
+        build = "train it" if action.trains else "reuse the artifact built for this spec"
+        if action.live is None:
+            return f"new in {action.environment} (nothing live yet): {build}"
+        return f"the pin changed: {action.live.version} live -> {action.version}; {build}"
+    return ""
+
+
+def plan_dict(view: PlanView) -> dict[str, Any]:
+    actions = []
+    for a in view.plan.actions:
+        row = action_dict(a)
+        row["version"] = view.versions.get(a.key, a.version)
+        row["reason"] = why(a)
+        actions.append(row)
+    return {
+        "head": view.head,
+        "actions": actions,
+        "waiting": [{"environment": e, "model": m, "reason": r} for e, m, r in view.plan.waiting],
+        "attention": [{"environment": e, "model": m, "phase": ph, "reason": r} for e, m, ph, r in view.attention],
+        "in_sync": view.in_sync,
+        "problems": view.problems,
+    }
+
+
+def plan_text(view: PlanView) -> str:
+    actions, waiting, attention = view.plan.actions, view.plan.waiting, view.attention
+    if not actions and not waiting and not attention:
+        return f"Nothing to do: {view.in_sync} pin(s) in sync."
     rows = []
     for a in actions:
         what = a.kind.value + (" (train)" if a.trains else "")
-        rows.append([what, f"{a.environment}/{a.model}", a.version, short(a.source_commit), a.reason])
-    for env, model, why in waiting:
-        rows.append(["wait", f"{env}/{model}", "", "", why])
-    return table(["ACTION", "PIN", "VERSION", "COMMIT", "WHY"], rows) + f"\n{in_sync} pin(s) in sync."
+        version = view.versions.get(a.key, a.version)
+        rows.append([what, f"{a.environment}/{a.model}", version, short(a.source_commit), why(a)])
+    for env, model, reason in waiting:
+        rows.append(["wait", f"{env}/{model}", "", "", reason])
+    for env, model, phase, reason in attention:
+        rows.append([phase.lower(), f"{env}/{model}", "", "", reason])
+    return table(["ACTION", "PIN", "VERSION", "COMMIT", "WHY"], rows) + f"\n{view.in_sync} pin(s) in sync."
 
 
 # -- status ---------------------------------------------------------------------------------------
@@ -118,9 +164,12 @@ def status_rows(
 def status_table(rows: Sequence[Mapping[str, Any]]) -> str:
     body = []
     for row in rows:
-        stale = "" if row["recorded_for"] in (None, row["source_commit"]) else " (pending)"
-        phase = row["phase"] if not stale else "Pending"
-        metric = ", ".join(f"{k}={v:.3f}" for k, v in sorted(row["metrics"].items()) if k in ("roc_auc", "accuracy"))
+        # a newer pin change than the one recorded waits for the controller; a deleted pin does not
+        stale = row["source_commit"] is not None and row["recorded_for"] not in (None, row["source_commit"])
+        phase = "Pending" if stale else row["phase"]
+        # the live version's figures: after a Failed candidate the latest outcome's are not the live one's
+        live_metrics = row.get("live_metrics", row["metrics"] if row["live"] else {})
+        metric = ", ".join(f"{k}={v:.3f}" for k, v in sorted(live_metrics.items()) if k in ("roc_auc", "accuracy"))
         body.append(
             [
                 row["model"],
@@ -133,7 +182,7 @@ def status_table(rows: Sequence[Mapping[str, Any]]) -> str:
                 _truncate(row["reason"], 70),
             ]
         )
-    return table(["MODEL", "ENV", "DESIRED", "LIVE", "PHASE", "LIVE SINCE", "METRICS", "REASON"], body)
+    return table(["MODEL", "ENV", "DESIRED", "LIVE", "PHASE", "LIVE SINCE", "LIVE METRICS", "REASON"], body)
 
 
 def _truncate(text: str, n: int) -> str:

@@ -41,6 +41,8 @@ TRAILERS = (
     "Artifact",
     "Reconciled",
 )
+# Status files are named .yaml and hold JSON, which is YAML; the first line says so to people and editors.
+STATUS_HEADER = b"# ModelStatus, written by releasectl as JSON (valid YAML); do not edit: the controller rewrites it\n"
 _SAFE_VALUE = re.compile(r"^[A-Za-z0-9:._+@-]+$")
 _TRAILER_LINE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9-]*):\s*(.*)$")
 
@@ -54,6 +56,8 @@ def parse_status(data: bytes | TooLarge) -> ModelStatus | None:
     """
     if isinstance(data, TooLarge) or len(data) > MAX_DOCUMENT_BYTES:
         return None
+    if data.startswith(STATUS_HEADER):
+        data = data[len(STATUS_HEADER) :]
     try:
         if data.lstrip()[:1] == b"{":
             return ModelStatus.model_validate_json(data)
@@ -64,8 +68,9 @@ def parse_status(data: bytes | TooLarge) -> ModelStatus | None:
 
 
 def render_status(status: ModelStatus) -> bytes:
+    """A YAML comment that says what the file is, then indented JSON (YAML's flow style)."""
     body = status.model_dump(mode="json", by_alias=True, exclude_none=True)
-    return (json.dumps(body, indent=2, ensure_ascii=False) + "\n").encode()
+    return STATUS_HEADER + (json.dumps(body, indent=2, ensure_ascii=False) + "\n").encode()
 
 
 def next_status(outcome: Outcome, previous: ModelStatus | None, now: datetime) -> ModelStatus:
@@ -128,7 +133,10 @@ def _safe(value: str) -> str:
     return value
 
 
-def message(outcome: Outcome, status: ModelStatus, reconciled: str) -> Message:
+def message(outcome: Outcome, status: ModelStatus, reconciled: str, adopting: str | None = None) -> Message:
+    """The status commit's message. `reconciled` is the controller's watermark: every pin change in
+    commits up to it has its outcome in the trail by this commit (or is superseded in the range after
+    it), so a restarted controller diffs from there."""
     action = outcome.action
     version = action.version if _SAFE_VALUE.match(action.version) else "unknown"
     subject = f"status({action.environment}): {action.model} {version} {outcome.phase.value}"
@@ -145,6 +153,8 @@ def message(outcome: Outcome, status: ModelStatus, reconciled: str) -> Message:
     if outcome.artifact:
         trailers.append(("Artifact", outcome.artifact))
     trailers.append(("Reconciled", reconciled))
+    if adopting:  # adoption is not complete yet: a restarted controller goes on adopting
+        trailers.append(("Adopting", adopting))
     return Message(subject, summary(outcome, status), tuple((k, _safe(v)) for k, v in trailers))
 
 

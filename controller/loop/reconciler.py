@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+from controller import failpoints
 from controller.adapters.git import CONTROLLER, GitRepo, Identity, PendingCommit
 from controller.core.models import Action, ActionKind, ModelStatus, Outcome, Phase, WorkflowRef
 from controller.core.outcomes import fold, record_only
@@ -36,6 +37,7 @@ from controller.ports import (
     LABEL_ENVIRONMENT,
     LABEL_MANAGED,
     LABEL_MODEL,
+    PENDING,
     Executor,
     WorkflowRun,
 )
@@ -121,6 +123,10 @@ class Reconciler:
         self._found: dict[str, WorkflowRun] | None = None  # runs found at the executor at start
         self._deferred: set[Key] = set()  # queued by --max-parallel or build-once, or a block held back
         self._adopting = False  # adoption spans passes when --max-parallel queues some of it
+        self._finished: dict[str, WorkflowRun] | None = None  # what _something_landed found, for _collect
+        # The trail's watermark (Releasectl-Reconciled): every pin change up to it has its outcome.
+        self._watermark: str | None = None
+        self._adoption_base: str | None = None  # while adopting: written as Releasectl-Adopting
         self._infos: dict[str, CommitInfo] = {}
         self._unpublished: list[Outcome] = []  # a pass whose push failed after its retries
 
@@ -132,8 +138,8 @@ class Reconciler:
             if self.snapshot.policy is None:  # still the head whose policy cannot be read: still stalled
                 raise PolicyInvalid(self.snapshot.problems)
             snap = self.reader.advance(self.snapshot, self.snapshot.head)
-            if not snap.candidates and not self.in_flight:
-                return PassResult(head=snap.head)
+            if not snap.candidates and not self._something_landed():
+                return PassResult(head=snap.head, in_flight=len(self.in_flight))  # idle: cost follows the change
             return self.reconcile_snapshot(snap)  # nothing new: collect runs, re-check Blocked and Errored
         head = self.repo.fetch()
         snap = self.reader.load(head) if self.snapshot is None or full else self.reader.advance(self.snapshot, head)
@@ -201,6 +207,8 @@ class Reconciler:
         for action in p.records_only():
             if action.kind is ActionKind.BLOCK:
                 blocks.append(action)
+            elif action.kind is ActionKind.SUPERSEDE and self._in_flight_for(action):
+                continue  # its run is stopped and recorded by _supersede below
             else:
                 records.append(record_only(action, _RECORD_PHASE[action.kind], now))
         wanted = {a.key: a for a in p.actions if a.kind is not ActionKind.SUPERSEDE}
@@ -213,13 +221,21 @@ class Reconciler:
         self._deferred |= {a.key for a in blocks if a.model in busy}
         result.outcomes = records + done + started + blocks_now
         result.in_flight = len(self.in_flight)
-        if self._adopting and result.settled:
+        if snap.adopting and self._adoption_base is None:
+            self._adoption_base = snap.reconciled or snap.head
+        pending = bool(self.in_flight or self._deferred or result.queued)
+        if not pending:
+            self._watermark = snap.head  # every change up to this head has its outcome
             self._adopting = False
+        elif self._watermark is None:
+            self._watermark = snap.reconciled or snap.head
         try:
             result.published = self._publish(snap, result.outcomes, result)
         except TransientError:  # nothing landed: the next pass says these again, before its own
             self._unpublished, self.snapshot = list(result.outcomes), snap
             raise
+        if not self._adopting:
+            self._adoption_base = None
         self.snapshot = snap
         return result
 
@@ -231,11 +247,27 @@ class Reconciler:
         self.log(f"{outcome.action.environment}/{outcome.action.model}: this change already has an outcome; dropped")
         return True
 
+    def _in_flight_for(self, action: Action) -> bool:
+        flight = self.in_flight.get(action.key)
+        return flight is not None and flight.action.source_commit == action.source_commit
+
+    def _something_landed(self) -> bool:
+        """Whether a run in flight finished or ran past its deadline (one cheap executor call)."""
+        if not self.in_flight:
+            return False
+        self._finished = self.executor.finished([f.name for f in self.in_flight.values()])
+        if self._finished:
+            return True
+        oldest = min(f.submitted for f in self.in_flight.values())
+        return self.clock() - oldest > timedelta(seconds=self.workflow_timeout_s)
+
     def _collect(self, now: datetime, result: PassResult) -> list[Outcome]:
         """Finished runs become outcomes; runs past the deadline are stopped and Errored."""
         if not self.in_flight:
             return []
-        finished = self.executor.finished([f.name for f in self.in_flight.values()])
+        finished, self._finished = self._finished, None
+        if finished is None:
+            finished = self.executor.finished([f.name for f in self.in_flight.values()])
         outcomes: list[Outcome] = []
         for key, flight in list(self.in_flight.items()):
             run = finished.get(flight.name)
@@ -322,7 +354,7 @@ class Reconciler:
                 "train" if action.trains else ("rollback" if action.kind is ActionKind.ROLLBACK else action.kind.value)
             )
             try:
-                name = self.executor.submit(self.compile_action(action))
+                name = self._submit_one(action)
             except PermanentError as exc:
                 outcome = _errored(action, f"could not submit workflow: {exc}", now, executor=self.executor.name)
                 self._say_outcome(outcome)
@@ -344,6 +376,15 @@ class Reconciler:
                 workflow=name,
             )
         return outcomes
+
+    def _submit_one(self, action: Action) -> str:
+        """Attach when the executor already has the run (a restart: no manifest to build), else submit."""
+        name = action.workflow_name
+        existing = self.executor.get(name)
+        if existing is None or existing.phase == PENDING:  # submit is idempotent: a Pending run is re-queued
+            name = self.executor.submit(self.compile_action(action))
+            failpoints.hit("after-submit")
+        return name
 
     def _stop(self, name: str, why: str, result: PassResult) -> None:
         try:
@@ -375,7 +416,9 @@ class Reconciler:
             key = outcome.action.key
             status = next_status(outcome, statuses.get(key), self.clock())
             statuses[key] = status
-            text = message(outcome, status, snap.head).text()
+            reconciled = self._watermark or snap.head
+            adopting = self._adoption_base if self._adopting else None
+            text = message(outcome, status, reconciled, adopting).text()
             pending.append(PendingCommit(((status_path(*key), render_status(status)),), text))
 
         def retried(attempt: int) -> None:

@@ -21,7 +21,15 @@ import yaml
 from controller.adapters.git import BlobFeed, GitRepo, TreeDiff
 from controller.core.history import CommitRecord
 from controller.core.models import ModelStatus, Phase, PromotionPolicy
-from controller.core.paths import ENV_ROOT, POLICY_PATH, STATUS_ROOT, FileChange, pin_path, split_status_path
+from controller.core.paths import (
+    ENV_ROOT,
+    POLICY_PATH,
+    STATUS_ROOT,
+    FileChange,
+    pin_path,
+    split_pin_path,
+    split_status_path,
+)
 from controller.core.pins import (
     GITLINK,
     SYMLINK,
@@ -133,7 +141,8 @@ class SnapshotReader:
             if where.problem is None and tree.sizes.get(files[path], 0) > MAX_DOCUMENT_BYTES:
                 reader.prime(path, files[path], TooLarge(tree.sizes[files[path]]))
         newest = newest_call.result()
-        reconciled = since or (parse_trailers(newest[0].message).get("Reconciled") if newest else None)
+        newest_trailers = parse_trailers(newest[0].message) if newest else {}
+        reconciled = since or newest_trailers.get("Reconciled")
         range_call = self.repo.log_async(head, (ENV_ROOT,), since=reconciled) if reconciled else None
         self._parse(  # while git walks the range since the last reconciled commit
             [(p, files[p]) for p, w in pins.items() if w.problem is None and not reader.known(p, files[p])]
@@ -142,7 +151,7 @@ class SnapshotReader:
         for path, blob in statuses:
             self._status_into(snap, path, blob)
         snap.artifacts = artifacts_by_digest(snap.recorded.values())
-        snap.adopting = not statuses
+        snap.adopting = not statuses or "Adopting" in newest_trailers  # an adoption cut short goes on
 
         records: list[CommitRecord] = []
         if range_call is not None:
@@ -178,7 +187,7 @@ class SnapshotReader:
             snap.desired[key] = replace(snap.desired[key], source_commit=found.get(path, head))
         for path, key in gone_paths.items():
             snap.deletions[key] = found.get(path, head)
-        snap.superseded = self._superseded(records, snap)
+        snap.superseded = self._superseded(records, snap) + self._unrecorded_at_base(records, snap, reconciled)
         snap.candidates = None
         self._prune(snap)
         return snap
@@ -253,7 +262,7 @@ class SnapshotReader:
                 new.desired.pop(key, None)
                 new.deletions[key] = last[path]
         new.candidates = frozenset({(env, m) for m in models for env in snap.policy.order} | new.waiting | unlisted)
-        new.superseded = self._superseded(records, new)
+        new.superseded = self._superseded(records, new) + _replaced_before_recorded(records, snap, new)
         self._prune(new)
         return new
 
@@ -442,6 +451,79 @@ class SnapshotReader:
                         )
                     )
         return tuple(out)
+
+    def _unrecorded_at_base(
+        self, records: Sequence[CommitRecord], snap: Snapshot, base: str | None
+    ) -> tuple[SupersededChange, ...]:
+        """At start-up: pins changed in base..head whose state at `base` never got an outcome.
+
+        The base is the trail's watermark, so this finds only changes a controller had planned
+        and not recorded when it died (an adoption cut short, a queued change). Rare: one walk for
+        the few paths whose recorded status does not match their content at the base.
+        """
+        if base is None or snap.policy is None or not records:
+            return ()
+        reader = self._reader(snap.policy)
+        first: dict[str, tuple[str, str]] = {}  # path -> (the first commit in range, its old blob)
+        for record in records:
+            for change in record.changes:
+                if change.path not in first and change.old_blob is not None and change.path.startswith(ENV_ROOT):
+                    first[change.path] = (record.sha, change.old_blob)
+        suspects: dict[str, tuple[DesiredPin, str]] = {}
+        for path, (sha, blob) in first.items():
+            where = classify(path, reader.envs)
+            if not isinstance(where, PinPath):
+                continue
+            data = None if reader.known(path, blob) else self.repo.read_blob(blob)
+            before = reader.read(path, blob, data, NO_COMMIT, where)
+            if not isinstance(before, DesiredPin) or before.pin is None:
+                continue
+            status = snap.recorded.get((where.environment, where.model))
+            if status is not None and (status.desired.spec_digest, status.desired.version) == (
+                before.digest,
+                before.version,
+            ):
+                continue  # recorded
+            suspects[path] = (before, sha)
+        if not suspects:
+            return ()
+        sources = self.repo.last_changes(base, list(suspects))
+        out = []
+        for path, (before, sha) in suspects.items():
+            source = sources.get(path)
+            status = snap.recorded.get(before.key)
+            if source is None or (status is not None and status.desired.source_commit == source):
+                continue
+            out.append(SupersededChange(before.environment, before.model, source, before.version, before.digest, sha))
+        return tuple(out)
+
+
+def _replaced_before_recorded(
+    records: Sequence[CommitRecord], old: Snapshot, new: Snapshot
+) -> tuple[SupersededChange, ...]:
+    """A poll: pins whose change at the previous head had no outcome yet (queued, held back or in
+    flight) and that a commit in this range replaced. The reconciler records those in flight
+    itself, when it stops their runs."""
+    seen: set[str] = set()
+    out: list[SupersededChange] = []
+    for record in records:
+        for change in record.changes:
+            if change.path in seen or not change.path.startswith(ENV_ROOT):
+                continue
+            seen.add(change.path)
+            key = split_pin_path(change.path)
+            before = old.desired.get(key) if key is not None else None
+            if before is None or before.pin is None:
+                continue
+            status = new.recorded.get(before.key)  # outcomes published since the old head count
+            if status is not None and status.desired.source_commit == before.source_commit:
+                continue
+            out.append(
+                SupersededChange(
+                    before.environment, before.model, before.source_commit, before.version, before.digest, record.sha
+                )
+            )
+    return tuple(out)
 
 
 @contextmanager

@@ -15,6 +15,7 @@ import re
 import sys
 import tempfile
 import typing
+import warnings
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,6 +33,14 @@ from controller.core.contract import (
 from controller.core.models import DNS_LABEL, DNS_LABEL_RE
 
 SHA256_HEX_RE = re.compile(r"^[0-9a-f]{64}$")
+
+# The local executor's warm worker imports hera.workflows.runner and these step modules once, then
+# forks and runs each step with runpy.run_module("hera.workflows.runner"); runpy then warns, on
+# every step's stderr, that the module was already imported. It is harmless (runpy runs a fresh
+# copy of the module's code as __main__), so say nothing; set in the worker, so inherited by each fork.
+warnings.filterwarnings(
+    "ignore", message=r"'hera\.workflows\.runner' found in sys\.modules", category=RuntimeWarning, module="runpy"
+)
 
 P = ParamSpec("P")
 R = TypeVar("R")

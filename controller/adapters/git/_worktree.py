@@ -11,6 +11,7 @@ from pathlib import Path
 from git.exc import GitCommandError
 
 from controller.adapters.git._common import Handle, stderr_of
+from controller.core.paths import ENV_ROOT, STATUS_ROOT
 from controller.errors import GitError
 
 
@@ -52,6 +53,44 @@ class WorktreeMixin(Handle):
         self.git.checkout(rev, "--", path)
         self.git.commit("-m", message, "--", path)
         return self.rev("HEAD")
+
+    def worktree_commit(self) -> str:
+        """A commit of environments/ and status/ as they are on disk (untracked files too), HEAD as parent.
+
+        What `releasectl validate` reads by default, like a linter: nothing moves (no ref, no change
+        to the user's index); the commit is a loose object that `git gc` prunes, as `git stash create`'s.
+        Works in a repository with no commit yet.
+        """
+        import os
+        import tempfile
+
+        try:
+            parent = [str(self.git.rev_parse("--verify", "--quiet", "HEAD^{commit}"))]
+        except GitCommandError:
+            parent = []
+        with tempfile.TemporaryDirectory(prefix="releasectl-index-") as tmp:
+            env = {
+                "GIT_INDEX_FILE": os.path.join(tmp, "index"),
+                "GIT_AUTHOR_NAME": "releasectl validate",
+                "GIT_AUTHOR_EMAIL": "releasectl@noreply.invalid",
+                "GIT_COMMITTER_NAME": "releasectl validate",
+                "GIT_COMMITTER_EMAIL": "releasectl@noreply.invalid",
+            }
+            try:
+                with self.git.custom_environment(**env):
+                    if parent:
+                        self.git.read_tree(parent[0])
+                    for root in (ENV_ROOT, STATUS_ROOT):  # only what a snapshot reads
+                        try:
+                            self.git.add("-A", "--", root.rstrip("/"))
+                        except GitCommandError as exc:
+                            if "did not match" not in stderr_of(exc):
+                                raise
+                    tree = str(self.git.write_tree())
+                    args = [tree, *(x for p in parent for x in ("-p", p)), "-m", "releasectl: the working tree"]
+                    return str(self.git.commit_tree(*args))
+            except GitCommandError as exc:
+                raise GitError(f"could not read the working tree of {self.path}: {stderr_of(exc)}") from exc
 
     def commit_file(self, path: str, data: bytes, message: str) -> str:
         """Write `path` in the working tree and commit only that file on the current branch."""

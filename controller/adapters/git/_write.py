@@ -17,6 +17,7 @@ from typing import Any
 from git.exc import GitCommandError
 from gitdb.base import IStream
 
+from controller import failpoints
 from controller.adapters.git._common import (
     _REJECTED,
     CONTROLLER,
@@ -62,6 +63,8 @@ class WritingMixin(Handle):
 
     def push(self, sha: str) -> None:
         """Fast-forward the remote branch to `sha`; a refusal is PushRejected. Never forced."""
+        failpoints.hit("before-push")
+        failpoints.hit("during-push")
         try:
             self.git.push("--porcelain", "origin", f"{sha}:refs/heads/{self.branch}")
         except GitCommandError as exc:
@@ -69,6 +72,7 @@ class WritingMixin(Handle):
             if any(marker in text for marker in _REJECTED):
                 raise PushRejected(f"push to origin/{self.branch} was rejected (someone pushed meanwhile)") from exc
             raise GitError(f"push to origin failed: {stderr_of(exc)}") from exc
+        failpoints.hit("after-push")
         self.git.update_ref(self.tracking, sha)
 
     def publish(

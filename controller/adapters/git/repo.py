@@ -14,6 +14,7 @@ import os
 import subprocess
 import tempfile
 import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
@@ -71,10 +72,13 @@ class GitRepo(WritingMixin, WorktreeMixin):
     # -- setting up -------------------------------------------------------------------------------
 
     @classmethod
-    def controller_clone(cls, url: str, workdir: str | Path, branch: str = "main") -> GitRepo:
+    def controller_clone(cls, url: str, workdir: str | Path, branch: str = "main", *, fetch: bool = True) -> GitRepo:
         """A bare clone the controller owns; reused when it exists (same remote).
 
-        Credentials come only from files or environment variables (_credentials.py).
+        `fetch=False` leaves the first fetch to the first pass (the long-running loop retries it with
+        backoff instead of dying at start). Lock files a killed git left behind more than
+        STALE_LOCK_S ago are removed: only the controller writes this clone. Credentials come only
+        from files or environment variables (_credentials.py).
         """
         refuse_inline_password(url)
         workdir = Path(workdir)
@@ -82,6 +86,8 @@ class GitRepo(WritingMixin, WorktreeMixin):
             workdir.mkdir(parents=True, exist_ok=True)
             git.Repo.init(workdir, bare=True)
             git.Repo(workdir).git.remote("add", "origin", url)
+        else:
+            _remove_stale_locks(workdir)
         repo = cls(workdir, branch=branch)
         current = repo.git.remote("get-url", "origin")
         if current != url:
@@ -89,7 +95,8 @@ class GitRepo(WritingMixin, WorktreeMixin):
                 f"{workdir}: already a clone of {redact(current)}, not {redact(url)}; use another --workdir"
             )
         configure_credentials(repo.git, os.environ)
-        repo.fetch()
+        if fetch:
+            repo.fetch()
         return repo
 
     def close(self) -> None:
@@ -362,3 +369,19 @@ class GitRepo(WritingMixin, WorktreeMixin):
     def changed_paths(self, base: str, rev: str) -> list[str]:
         out = self.git.diff("--name-only", "-z", "--no-renames", base, rev, "--", ENV_ROOT.rstrip("/"))
         return [p for p in str(out).split("\0") if p]
+
+
+STALE_LOCK_S = 30.0
+
+
+def _remove_stale_locks(gitdir: Path) -> None:
+    """`*.lock` files under the clone's refs (and packed-refs, FETCH_HEAD) older than STALE_LOCK_S."""
+    now = time.time()
+    candidates = [gitdir / "packed-refs.lock", gitdir / "FETCH_HEAD.lock", gitdir / "shallow.lock"]
+    candidates += list((gitdir / "refs").rglob("*.lock")) if (gitdir / "refs").is_dir() else []
+    for path in candidates:
+        try:
+            if now - path.stat().st_mtime > STALE_LOCK_S:
+                path.unlink()
+        except OSError:
+            continue
