@@ -43,6 +43,7 @@ bench: $(STAMP) ## Benchmarks against raw git plumbing (BENCH_SCALE=small for a 
 
 schemas: $(STAMP) ## Regenerate schemas/*.json from the pydantic models
 	$(BIN)/python -m controller.core.schemas --write schemas
+	$(BIN)/python -c "from controller.core.audit_report import schema_text; open('schemas/AuditReport.json', 'w').write(schema_text())"
 
 golden: $(STAMP) ## Rewrite the golden workflow manifests under tests/golden
 	REGENERATE=1 $(BIN)/python -m pytest -q tests/test_workflows_golden.py

@@ -66,7 +66,6 @@ class Clone:
         branch: str,
         edit: Callable[[Clone], None],
         title: str,
-        approvers: tuple[str, ...] = (),
         sign_with: Path | None = None,
     ) -> str:
         """A PR: a commit on `branch`, merged into main with --no-ff (a merge commit), pushed."""
@@ -75,8 +74,7 @@ class Clone:
         edit(self)
         self.commit(title)
         self.run("checkout", "-q", "main")
-        trailers = "".join(f"\nApproved-by: {a}" for a in approvers)
-        body = f"Merge pull request from {branch}\n\n{title}\n" + (f"{trailers}\n" if trailers else "")
+        body = f"Merge pull request from {branch}\n\n{title}\n"
         signing = ["-c", "gpg.format=ssh", "-c", f"user.signingkey={sign_with}"] if sign_with else []
         for attempt in range(10):  # a forge merges onto the current main: redo the merge when main moved
             git(self.path, *signing, "merge", "-q", "--no-ff", *(["-S"] if sign_with else []), branch, "-m", body)

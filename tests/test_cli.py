@@ -202,6 +202,8 @@ def test_every_flag_has_help_and_shows_its_default_and_every_subcommand_ends_wit
     subcommands = _subcommands()
     assert sorted(subcommands) == sorted(
         [
+            "approve",
+            "audit",
             "completion",
             "datasets",
             "demo",

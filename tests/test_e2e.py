@@ -189,12 +189,21 @@ def test_demo_runs_the_whole_story(tmp_path: Path) -> None:
     assert re.search(r"^  rc-dev-tumor-classifier-[0-9a-f]{10}: Running$", text, re.M)
     assert not re.search(r"^ +rc-[-a-z0-9]+/(validate-data|train|evaluate|deploy|gates-failed): ", text, re.M)
 
+    from controller.adapters.git import GitRepo
+    from controller.app.audit import audit
+
+    report = audit(GitRepo(tmp_path / "demo" / "releases.git"), "main", verify=True)
+    assert report.breaks == []  # the demo's whole history verifies
+    assert (report.summary.deploys, report.summary.rollbacks) == (2, 1)
+
 
 def test_reconcile_once_from_the_command_line(tmp_path: Path) -> None:
     import subprocess
     import sys
 
     repo = make_release_repo(tmp_path)
+    key = tmp_path / "controller_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
     command = [
         sys.executable,
         "-m",
@@ -205,6 +214,8 @@ def test_reconcile_once_from_the_command_line(tmp_path: Path) -> None:
         "--once",
         "--home",
         str(tmp_path / "home"),
+        "--signing-key",
+        str(key),
         "--format",
         "json",
     ]
@@ -219,6 +230,11 @@ def test_reconcile_once_from_the_command_line(tmp_path: Path) -> None:
     head = result["published"][:12]  # issue 11: the pass says what it found, on stdout
     assert (second.returncode, second.stdout) == (0, f"nothing new to record at {head}\nevery pin is live as desired\n")
     assert git(repo.remote, "rev-parse", "main") == result["published"]
+    signers = tmp_path / "allowed_signers"  # every status commit verifies offline against the controller's key
+    signers.write_text(f'releasectl@noreply.invalid namespaces="git" {(tmp_path / "controller_key.pub").read_text()}')
+    verdicts = git(repo.remote, "-c", "gpg.format=ssh", "-c", f"gpg.ssh.allowedSignersFile={signers}", "log",
+                   "--format=%G? %GS", "main", "--", "status")  # fmt: skip
+    assert verdicts.splitlines() == ["G releasectl@noreply.invalid"] * 9
 
 
 def test_releasectl_serve_answers_predictions_for_the_live_version(setup: Setup) -> None:
@@ -250,7 +266,7 @@ def test_releasectl_serve_answers_predictions_for_the_live_version(setup: Setup)
         request = urllib.request.Request(
             f"{url}/v1/models/wine-classifier:predict", data=body, headers={"Content-Type": "application/json"}
         )
-        with urllib.request.urlopen(request, timeout=10) as response:
+        with urllib.request.urlopen(request, timeout=120) as response:  # the first request loads the model
             answer = json.loads(response.read())
         live = setup.status("production", "wine-classifier")["live"]["version"]
         assert answer["model_version"] == live and len(answer["predictions"]) == 3

@@ -9,7 +9,7 @@ import pytest
 
 from controller.core.models import ActionKind, DesiredRef, LiveRef, ModelPin, ModelStatus, Phase, PromotionPolicy
 from controller.core.pins import DesiredPin
-from controller.core.planner import CommitInfo, Evidence, SupersededChange, backoff_seconds, plan
+from controller.core.planner import Approval, CommitInfo, Evidence, SupersededChange, backoff_seconds, plan
 from controller.core.schemas import Problem
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
@@ -97,6 +97,27 @@ GUARDED = PromotionPolicy.model_validate(
     }
 )
 
+SIGNED = GUARDED.model_copy(
+    update={
+        "environments": {
+            **GUARDED.environments,
+            "production": GUARDED.environments["production"].model_copy(update={"require_signed": True}),
+        }
+    }
+)
+A1, A2 = "a1" * 20, "a2" * 20  # approving commits
+
+
+def approval(
+    who: str, source: str = "2" * 40, commit: str = A1, signer: str | None = None, env: str = "production"
+) -> Approval:
+    return Approval(who, commit, source, env, MODEL, signer, "SHA256:k" if signer else None)
+
+
+def by(author: str, *approvals: Approval, signed: bool = False) -> dict[str, CommitInfo]:
+    return {C2: CommitInfo(C2, author, approvals, signed)}
+
+
 V1, V2, V2_OTHER = pin("1.0.0"), pin("2.0.0", 60), pin("2.0.0", 90)
 BAD = Problem(f"environments/dev/{MODEL}.yaml", "version", "'1.x' does not match", "pattern")
 
@@ -115,6 +136,7 @@ class Row:
     actions: list[tuple[str, str, str, str | None]] = field(default_factory=list)
     in_sync: list[str] = field(default_factory=list)
     waiting: list[str] = field(default_factory=list)
+    approvals: list[str] = field(default_factory=list)  # identities counted on the runnable action
 
 
 ROWS = {
@@ -237,30 +259,90 @@ ROWS = {
         actions=[("deploy", "staging", "", None)],
         in_sync=["dev"],
     ),
-    "approvals-missing-blocks": Row(
+    "approvals-missing-blocks-naming-who-and-the-command": Row(
         policy=GUARDED,
         desired=[desired("staging", V2, C1), desired("production", V2, C2)],
         recorded=[status("staging", Phase.DEPLOYED, V2, C1, live_ref=live(V2), deployed=(live(V2),))],
-        commits={C2: CommitInfo(C2, "dana@example.com", ("Dana <dana@example.com>", "Eve <eve@example.com>"))},
-        actions=[("block", "production", "needs 1 approval(s) from kim@example.com, rui@example.com", None)],
+        commits=by("dana@example.com"),
+        actions=[
+            (
+                "block",
+                "production",
+                "awaiting approval: production needs 1 approval(s) from kim@example.com, rui@example.com, not the "
+                "change's author(s) (dana@example.com); has 0 (none). To approve: releasectl approve "
+                f"{MODEL} --env production --source {C2}",
+                None,
+            )
+        ],
         in_sync=["staging"],
     ),
-    "authors-cannot-approve-their-own-change": Row(
+    "self-approval-does-not-count": Row(
         policy=GUARDED,
         desired=[desired("staging", V2, C1), desired("production", V2, C2)],
         recorded=[status("staging", Phase.DEPLOYED, V2, C1, live_ref=live(V2), deployed=(live(V2),))],
-        commits={C2: CommitInfo(C2, "rui@example.com", ("Rui <rui@example.com>",))},
-        actions=[("block", "production", "has 0 (none)", None)],
+        commits={C2: CommitInfo(C2, "dana@example.com", (approval("rui@example.com"),), authors=("rui@example.com",))},
+        actions=[("block", "production", f"rui@example.com's approval {A1[:12]} is by an author of the change", None)],
         in_sync=["staging"],
+    ),
+    "approval-from-outside-from-does-not-count": Row(
+        policy=GUARDED,
+        desired=[desired("staging", V2, C1), desired("production", V2, C2)],
+        recorded=[status("staging", Phase.DEPLOYED, V2, C1, live_ref=live(V2), deployed=(live(V2),))],
+        commits=by("dana@example.com", approval("eve@example.com")),
+        actions=[("block", "production", f"eve@example.com's approval {A1[:12]} is from outside approvals.from", None)],
+        in_sync=["staging"],
+    ),
+    "approval-naming-another-source-commit-does-not-count": Row(
+        policy=GUARDED,
+        desired=[desired("staging", V2, C1), desired("production", V2, C2)],
+        recorded=[status("staging", Phase.DEPLOYED, V2, C1, live_ref=live(V2), deployed=(live(V2),))],
+        commits=by("dana@example.com", approval("rui@example.com", source=C1)),
+        actions=[("block", "production", f"approval {A1[:12]} names {C1[:12]}, not this change", None)],
+        in_sync=["staging"],
+    ),
+    "approval-for-another-environment-is-ignored": Row(
+        policy=GUARDED,
+        desired=[desired("staging", V2, C1), desired("production", V2, C2)],
+        recorded=[status("staging", Phase.DEPLOYED, V2, C1, live_ref=live(V2), deployed=(live(V2),))],
+        commits=by("dana@example.com", approval("rui@example.com", env="staging")),
+        actions=[("block", "production", "has 0 (none). To approve", None)],
+        in_sync=["staging"],
+    ),
+    "unsigned-approval-does-not-count-where-signatures-are-required": Row(
+        policy=SIGNED,
+        desired=[desired("staging", V2, C1), desired("production", V2, C2)],
+        recorded=[status("staging", Phase.DEPLOYED, V2, C1, live_ref=live(V2), deployed=(live(V2),))],
+        commits=by("dana@example.com", approval("rui@example.com"), signed=True),
+        actions=[("block", "production", "is not signed by a key in environments/allowed_signers", None)],
+        in_sync=["staging"],
+    ),
+    "approval-signed-by-someone-elses-key-does-not-count": Row(
+        policy=SIGNED,
+        desired=[desired("staging", V2, C1), desired("production", V2, C2)],
+        recorded=[status("staging", Phase.DEPLOYED, V2, C1, live_ref=live(V2), deployed=(live(V2),))],
+        commits=by("dana@example.com", approval("rui@example.com", signer="kim@example.com"), signed=True),
+        actions=[("block", "production", "signed by a key that environments/allowed_signers maps to kim@", None)],
+        in_sync=["staging"],
+    ),
+    "signed-approval-from-an-allowed-reviewer-deploys": Row(
+        policy=SIGNED,
+        desired=[desired("staging", V2, C1), desired("production", V2, C2)],
+        recorded=[status("staging", Phase.DEPLOYED, V2, C1, live_ref=live(V2, ART_B), deployed=(live(V2, ART_B),))],
+        commits=by("dana@example.com", approval("rui@example.com", signer="rui@example.com"), signed=True),
+        artifacts={V2.spec_digest(): ART_B},
+        actions=[("deploy", "production", "", ART_B)],
+        in_sync=["staging"],
+        approvals=["rui@example.com"],
     ),
     "approved-by-an-allowed-reviewer-deploys": Row(
         policy=GUARDED,
         desired=[desired("staging", V2, C1), desired("production", V2, C2)],
         recorded=[status("staging", Phase.DEPLOYED, V2, C1, live_ref=live(V2, ART_B), deployed=(live(V2, ART_B),))],
-        commits={C2: CommitInfo(C2, "dana@example.com", ("Rui Reviewer <rui@example.com>",))},
+        commits=by("dana@example.com", approval("rui@example.com"), approval("eve@example.com", commit=A2)),
         artifacts={V2.spec_digest(): ART_B},
         actions=[("deploy", "production", "", ART_B)],
         in_sync=["staging"],
+        approvals=["rui@example.com"],
     ),
     "revert-to-a-spec-deployed-before-is-a-rollback": Row(
         desired=[desired("production", V1, C3)],
@@ -306,6 +388,43 @@ ROWS = {
         ],
         commits={C3: CommitInfo(C3, "dana@example.com")},
         actions=[("block", "production", "needs 1 approval(s)", None)],
+    ),
+    "returning-to-a-version-rolled-back-from-needs-the-whole-policy": Row(
+        policy=GUARDED,
+        desired=[desired("staging", V2, C1), desired("production", V2, C2)],
+        recorded=[
+            status("staging", Phase.DEPLOYED, V2, C1, live_ref=live(V2, ART_B), deployed=(live(V2, ART_B),)),
+            status(
+                "production",
+                Phase.DEPLOYED,
+                V1,
+                C3,
+                live_ref=live(V1),
+                deployed=(live(V1), live(V2, ART_B).model_copy(update={"rolled_back_at": NOW})),
+            ),
+        ],
+        commits=by("dana@example.com"),
+        actions=[("block", "production", "awaiting approval", None)],
+        in_sync=["staging"],
+    ),
+    "a-version-left-by-a-deploy-not-a-rollback-is-still-a-rollback-target": Row(
+        policy=GUARDED,
+        desired=[desired("production", V1, C3)],
+        recorded=[
+            status(
+                "production",
+                Phase.DEPLOYED,
+                pin("3.0.0"),
+                C2,
+                live_ref=live(pin("3.0.0"), ART_B),
+                deployed=(
+                    live(pin("3.0.0"), ART_B),
+                    live(V2, ART_B).model_copy(update={"rolled_back_at": NOW}),
+                    live(V1, ART_A),
+                ),
+            )
+        ],
+        actions=[("rollback", "production", "production ran this spec before", ART_A)],
     ),
     "revert-of-a-failed-bump-returns-to-the-live-spec": Row(
         desired=[desired("dev", V1, C3)],
@@ -389,6 +508,7 @@ def test_plan(row: Row) -> None:
         assert fragment in action.reason, action.reason
     assert [env for env, _ in result.in_sync] == row.in_sync
     assert [env for env, _, _ in result.waiting] == row.waiting
+    assert [a.identity for action in result.runnable() for a in action.approvals] == row.approvals
 
 
 def test_runnable_actions_carry_their_pin_and_a_deterministic_workflow_name() -> None:

@@ -34,7 +34,33 @@ def say(line: str) -> None:
 def _repo(args: argparse.Namespace) -> Any:
     from controller.adapters.git import GitRepo
 
-    return GitRepo(args.repo)
+    repo = GitRepo(args.repo)
+    repo.status_branch = _status_branch(getattr(args, "status_branch", None))
+    return repo
+
+
+def _status_branch(name: str | None, people: str = "main") -> str | None:
+    """A branch name for the trail: plain ref characters, not the people's branch."""
+    import re
+
+    if name is None:
+        return None
+    plain = re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,99}", name)
+    if not plain or ".." in name or "//" in name or name.endswith((".", "/", ".lock")):
+        raise UsageError(f"--status-branch {name!r}: not a branch name (letters, digits, . _ / -)")
+    if name == people:
+        raise UsageError(f"--status-branch {name}: the trail needs a branch of its own, not {people}")
+    return name
+
+
+def _signing_key(path: str) -> str:
+    """An ssh private key to sign status commits with: it must exist and be readable."""
+    from pathlib import Path
+
+    key = Path(path).expanduser().resolve()
+    if not key.is_file() or not os.access(key, os.R_OK):
+        raise UsageError(f"--signing-key {path}: not a readable file (an ssh private key, e.g. ssh-keygen -t ed25519)")
+    return str(key)
 
 
 def _json(value: object) -> None:
@@ -141,19 +167,63 @@ def cmd_promote(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_approve(args: argparse.Namespace) -> int:
+    from controller.app.approve import approve
+
+    made = approve(_repo(args), args.model, args.env, args.source)
+    if args.format == "json":
+        _json(made.as_dict())
+        return 0
+    print(f"{made.sha}  {made.summary}")
+    say(f"committed on {made.ref}; push it (or merge it like any change): the next pass counts it")
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from controller.app.audit import audit, parse_date
+    from controller.core.audit_render import html_page, markdown
+
+    report = audit(
+        _repo(args),
+        args.rev,
+        environment=args.env,
+        model=args.model,
+        since=parse_date(args.since, "--since"),
+        until=parse_date(args.until, "--until"),
+        verify=args.verify,
+        controller=args.controller,
+    )
+    if args.format == "json":
+        print(report.model_dump_json(indent=2, by_alias=True))
+    elif args.format == "html":
+        sys.stdout.write(html_page(report))
+    else:
+        sys.stdout.write(markdown(report))
+    if report.breaks:
+        for item in report.breaks:
+            say(item.line())
+        return 1
+    return 0
+
+
 def cmd_reconcile(args: argparse.Namespace) -> int:
     from controller.app import report
     from controller.app.run import run_forever, run_once
     from controller.loop.reconciler import PolicyInvalid
 
     fail_on = report.parse_phases(args.fail_on)
+    if args.signing_key:
+        args.signing_key = _signing_key(args.signing_key)
+    args.status_branch = _status_branch(args.status_branch, args.branch)
     if args.interval is not None or args.listen:
         return run_forever(args)
     try:
         result = run_once(args)
     except PolicyInvalid:
         return 1  # the reconciler has said each problem once, as an error line
-    summary = report.summarize(report.controller_repo(args), result)
+    ctl = report.controller_repo(args)
+    ctl.status_branch = args.status_branch
+    summary = report.summarize(ctl, result)
     if args.format == "json":
         _json(summary.as_dict())
     else:
@@ -270,6 +340,7 @@ def parser() -> argparse.ArgumentParser:
         what = "the files in the working tree" if rev == WORKTREE else "HEAD"
         cmd.add_argument("--rev", default=rev, metavar="REV", help=f"the commit to read (default: {what})")
         fmt(cmd, formats)
+        cmd.add_argument("--status-branch", metavar="NAME", help="read the status trail from this branch")
 
     demo = add(
         "demo",
@@ -287,15 +358,28 @@ def parser() -> argparse.ArgumentParser:
         "the controller: fetch, plan, run workflows, record outcomes, push",
         "releasectl reconcile --repo file:///srv/releases.git --once --fail-on Failed,Errored",
     )
+    from controller.app.cluster_wiring import add_cluster_arguments
     from controller.app.run import add_reconcile_arguments
 
     add_reconcile_arguments(rec)
+    add_cluster_arguments(rec)
     rec.add_argument(
         "--fail-on",
         metavar="PHASES",
         default="",
         help="exit 1 when a pin ends the pass in one of these phases, e.g. Failed,Errored,Blocked "
         "(default: none: exit 0 whenever the pass completed)",
+    )
+    rec.add_argument(
+        "--signing-key",
+        metavar="PATH",
+        help="ssh private key that signs every status commit (list its public key for the controller's "
+        "identity in environments/allowed_signers)",
+    )
+    rec.add_argument(
+        "--status-branch",
+        metavar="NAME",
+        help="keep the status trail on this branch (only status/ changes), leaving --branch to people and PRs",
     )
 
     val = add(
@@ -371,6 +455,39 @@ def parser() -> argparse.ArgumentParser:
     pr.add_argument("--branch", help="name of the new branch (default: promote/<model>-<to>-<version>)")
     pr.add_argument("--repo", default=".", metavar="PATH", help="your working clone")
     fmt(pr)
+
+    ap = add(
+        "approve",
+        cmd_approve,
+        "approve a merged change: a commit (signed when your git signs) naming the change, environment and model",
+        "releasectl approve tumor-classifier --env production && git push",
+    )
+    ap.add_argument("model", help="the model (the pin's file stem)")
+    ap.add_argument("--env", required=True, metavar="ENV", help="the environment of the change")
+    ap.add_argument("--source", metavar="COMMIT", help="the commit that set the pin (default: its last change)")
+    ap.add_argument("--repo", default=".", metavar="PATH", help="your working clone")
+    fmt(ap)
+
+    au = add(
+        "audit",
+        cmd_audit,
+        "the promotion record from git alone: changes, approvals, gates, evidence, figures",
+        "releasectl audit --env production --since 2026-11-01 > audit.md",
+        "releasectl audit --format html > audit.html",
+        "releasectl audit --verify",
+    )
+    au.add_argument("--repo", default=".", metavar="PATH", help="a local clone of the release repo")
+    au.add_argument("--rev", default="HEAD", metavar="REV", help="the commit to read (default: HEAD)")
+    au.add_argument("--env", metavar="ENV", help="one environment")
+    au.add_argument("--model", metavar="MODEL", help="one model")
+    au.add_argument("--since", metavar="DATE", help="changes from this date (YYYY-MM-DD or ISO 8601)")
+    au.add_argument("--until", metavar="DATE", help="changes up to this date")
+    au.add_argument("--format", choices=["md", "json", "html"], default="md", help="md for a PR, json, or html")
+    au.add_argument("--verify", action="store_true", help="check the chain; exit 1 with one line per break")
+    au.add_argument(
+        "--controller", default="releasectl@noreply.invalid", metavar="EMAIL", help="the controller's email"
+    )
+    au.add_argument("--status-branch", metavar="NAME", help="read the status trail from this branch")
 
     sv = add(
         "serve",

@@ -24,8 +24,10 @@ from typing import Any
 
 from controller.adapters.git import GitRepo
 from controller.app import queries
+from controller.app.audit import audit
 from controller.app.progress import Progress
 from controller.app.runtime import Home, compiler, local_executor
+from controller.core.audit_render import markdown
 from controller.core.models import Phase
 from controller.core.render import history_table, status_table, table
 from controller.loop.reconciler import PassResult, Reconciler
@@ -183,8 +185,13 @@ def _story(demo: Demo, progress: Progress) -> int:
     say(_git(demo.user, "log", "--first-parent", "-8", "--format=%h %<(24,trunc)%ae %s"))
     say("")
     say(_git(demo.user, "log", "-1", "--format=%B", "--", "status"))
+    demo.chapter("10. releasectl audit --verify   (the promotion record and its chain, from git alone)")
+    report = audit(user_repo, verify=True)
+    text = markdown(report)
+    say(text.split("\n## ", 2)[0] + "\n" + "\n".join(f"  {b.line()}" for b in report.breaks or []))
+    say("  the chain verifies: no breaks" if not report.breaks else "  the chain has breaks")
     say(f"\nDone in {time.monotonic() - demo.started:.1f}s.")
-    return 0
+    return 0 if not report.breaks else 1
 
 
 def _metrics(demo: Demo, result: PassResult) -> None:

@@ -10,14 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from controller.adapters.git import GitRepo
-from controller.core.history import HistoryRow, fold
+from controller.core.history import CommitRecord, HistoryRow, fold
 from controller.core.models import ActionKind, Phase, Plan
 from controller.core.paths import ENV_ROOT, POLICY_PATH, pin_path, status_path
 from controller.core.pins import parse_policy
 from controller.core.planner import checked, plan
 from controller.core.render import PlanView, status_rows
 from controller.core.schemas import Problem, load_yaml
-from controller.core.trail import parse_status
+from controller.core.trail import parse_trailers
 from controller.errors import PermanentError, UsageError
 from controller.loop.reconciler import gather_evidence, utcnow
 from controller.loop.snapshot import Snapshot, SnapshotReader
@@ -98,47 +98,7 @@ def status(repo: GitRepo, rev: str = "HEAD", environment: str | None = None) -> 
     order = snap.policy.order
     if environment is not None and environment not in order:
         raise UsageError(f"unknown environment {environment!r} (environments: {', '.join(order)})")
-    rows = status_rows(snap.desired, snap.recorded, order, environment)
-    found = _live_metrics(repo, snap, [(str(r["environment"]), str(r["model"])) for r in rows])
-    for row in rows:
-        row["live_metrics"] = found.get((str(row["environment"]), str(row["model"])), {})
-    return rows
-
-
-def _live_metrics(
-    repo: GitRepo, snap: Snapshot, keys: list[tuple[str, str]]
-) -> dict[tuple[str, str], dict[str, float]]:
-    """The metrics of the version that is live, which are not the latest outcome's after a Failed one.
-
-    A status file keeps the latest outcome's metrics; when that outcome did not deploy (or was a
-    rollback, which measures nothing), the live version's figures are in the status file of the
-    commit that deployed and evaluated it: ONE path-limited log over those files, streamed newest
-    first and stopped when every row has its figures, however many rows need it.
-    """
-    found: dict[tuple[str, str], dict[str, float]] = {}
-    wanted: dict[str, tuple[tuple[str, str], str]] = {}  # status path -> (key, live spec digest)
-    for key in keys:
-        status = snap.recorded.get(key)
-        if status is None or status.live is None:
-            continue
-        if status.metrics and status.phase is Phase.DEPLOYED and status.desired.spec_digest == status.live.spec_digest:
-            found[key] = dict(status.metrics)
-        else:
-            wanted[status_path(*key)] = (key, status.live.spec_digest)
-    if not wanted:
-        return found
-    for record in repo.stream_log(snap.head, None, sorted(wanted)):  # newest first; stops when all are found
-        for change in record.changes:
-            target = wanted.get(change.path)
-            if target is None or change.new_blob is None:
-                continue
-            old = parse_status(repo.read_blob(change.new_blob))
-            if old is not None and old.metrics and old.phase is Phase.DEPLOYED and old.desired.spec_digest == target[1]:
-                found[target[0]] = dict(old.metrics)
-                del wanted[change.path]
-        if not wanted:
-            break
-    return found
+    return status_rows(snap.desired, snap.recorded, order, environment)
 
 
 def history(repo: GitRepo, model: str, environment: str | None = None, rev: str = "HEAD") -> list[HistoryRow]:
@@ -149,7 +109,11 @@ def history(repo: GitRepo, model: str, environment: str | None = None, rev: str 
     if environment is not None and environment not in policy_envs:
         raise UsageError(f"unknown environment {environment!r} (environments: {', '.join(policy_envs)})")
     paths = [p for env in envs for p in (pin_path(env, model), status_path(env, model))]
-    records = repo.log(head, paths)
+    trail = repo.trail_head()
+    if trail is None:
+        records = repo.log(head, paths)
+    else:  # --status-branch: pin changes from the people's branch, outcomes from the trail
+        records = interleave(repo, head, repo.log(head, paths[0::2]), repo.log(trail, paths[1::2]))
     versions: dict[str, str] = {}
     for record in records:
         for change in record.changes:
@@ -157,6 +121,19 @@ def history(repo: GitRepo, model: str, environment: str | None = None, rev: str 
                 if blob and blob not in versions and change.path.startswith(ENV_ROOT):
                     versions[blob] = _version(repo.read_blob(blob))
     return fold(records, model, versions, environment)
+
+
+def interleave(
+    repo: GitRepo, head: str, changes: list[CommitRecord], outcomes: list[CommitRecord]
+) -> list[CommitRecord]:
+    """Pin changes (the people's branch) and outcomes (the trail's) in one order: each outcome
+    right after the head it reconciled (its Releasectl-Reconciled trailer)."""
+    index = repo.first_parent_index(head)
+    keyed = [((index.get(r.sha, -1), 0, n), r) for n, r in enumerate(changes)]
+    for n, record in enumerate(outcomes):
+        reconciled = parse_trailers(record.message).get("Reconciled", "")
+        keyed.append(((index.get(reconciled, len(index)), 1, n), record))
+    return [r for _, r in sorted(keyed, key=lambda kr: kr[0])]
 
 
 def _environments(repo: GitRepo, head: str) -> list[str]:

@@ -85,7 +85,7 @@ def summarize(repo: GitRepo, result: PassResult) -> Summary:
         }
         for o in result.outcomes
     ]
-    rows = queries.status(repo, result.published or result.head)
+    rows = queries.status(repo, result.head if repo.status_branch else (result.published or result.head))
     waiting = [
         {k: row[k] for k in ("environment", "model", "desired", "live", "phase", "reason")}
         for row in rows

@@ -103,6 +103,7 @@ def promote(repo: GitRepo, model: str, source: str, target: str, branch: str | N
     what is promoted is the artifact's definition, not the environment's rules.
     """
     head = repo.rev("HEAD")
+    _check_order(repo, head, source, target)
     src_path, dst_path = pin_path(source, model), pin_path(target, model)
     data = repo.read_file(head, src_path)
     if data is None:
@@ -142,3 +143,19 @@ def promote(repo: GitRepo, model: str, source: str, target: str, branch: str | N
     return Made(
         sha, name, f"{model} {parsed.version}: {source} -> {target} on branch {name}", f"git push origin {name}"
     )
+
+
+def _check_order(repo: GitRepo, head: str, source: str, target: str) -> None:
+    """A promotion goes from an environment to the one after it in policy.order."""
+    policy = parse_policy(repo.read_file(head, POLICY_PATH))
+    if isinstance(policy, list):
+        raise PermanentError("; ".join(p.line() for p in policy))
+    order = policy.order
+    for env in (source, target):
+        if env not in order:
+            raise UsageError(f"unknown environment {env!r} (policy.order: {' -> '.join(order)})")
+    if order.index(target) != order.index(source) + 1:
+        raise PermanentError(
+            f"cannot promote from {source} to {target}: {target} does not follow {source} in policy.order "
+            f"({' -> '.join(order)})"
+        )

@@ -16,7 +16,15 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    StringConstraints,
+    model_serializer,
+    model_validator,
+)
 
 API_VERSION = "releasectl/v1"
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
@@ -101,11 +109,46 @@ class _Frozen(BaseModel):
 # ModelPin
 
 
+DATASET_URI = r"^(file:///[^\s?#]+|s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/[^\s?#]+)$"
+TARGET_COLUMN = r"^[^\s,\"][^,\"\r\n]{0,127}$"
+
+
 class DatasetRef(_Frozen):
-    name: DnsLabel = Field(description="A dataset in the data catalog (breast-cancer, wine, digits, ...)")
-    sha256: Annotated[str, StringConstraints(pattern=SHA256_HEX)] = Field(
-        description="sha256 of the dataset snapshot the model must be trained on"
+    """A snapshot in the data catalog (by name), or a user's own file (by `uri`), pinned by sha256.
+
+    The optional fields are left out of the canonical JSON when unset, so the spec digest of a
+    catalog-dataset pin is what it was before they existed.
+    """
+
+    name: DnsLabel = Field(
+        description="A dataset in the data catalog (breast-cancer, wine, digits, ...), or a name for `uri`"
     )
+    sha256: Annotated[str, StringConstraints(pattern=SHA256_HEX)] = Field(
+        description="sha256 of the dataset snapshot the model must be trained on (of the file's bytes, for `uri`)"
+    )
+    uri: Annotated[str, StringConstraints(pattern=DATASET_URI, max_length=1024)] | None = Field(
+        default=None, description="A user's dataset: file:///absolute/path or s3://bucket/key, CSV or Parquet"
+    )
+    format: Literal["csv", "parquet"] | None = Field(
+        default=None, description="csv or parquet (default: from the uri's suffix: .csv, .parquet or .pq)"
+    )
+    target: Annotated[str, StringConstraints(pattern=TARGET_COLUMN)] | None = Field(
+        default=None,
+        description="The column of integer class labels (default: target); every other column is a feature",
+    )
+
+    @model_validator(mode="after")
+    def _uri_fields(self) -> DatasetRef:
+        if self.uri is None and (self.format is not None or self.target is not None):
+            raise ValueError("dataset.format and dataset.target need dataset.uri (catalog snapshots have their own)")
+        if self.uri is not None and self.format is None and not self.uri.lower().endswith((".csv", ".parquet", ".pq")):
+            raise ValueError("dataset.format must be given when dataset.uri does not end in .csv, .parquet or .pq")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _omit_unset(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        return {k: v for k, v in data.items() if v is not None or k in ("name", "sha256")}
 
 
 class Training(_Frozen):
@@ -255,6 +298,10 @@ class LiveRef(_Frozen):
     dataset_sha256: Annotated[str, StringConstraints(pattern=SHA256_HEX)] | None = Field(
         default=None, description="The snapshot it was trained on: the reference for drift checks"
     )
+    rolled_back_at: datetime | None = Field(
+        default=None,
+        description="When a rollback moved this environment away from it: it then needs the whole policy again",
+    )
 
 
 class WorkflowRef(_Frozen):
@@ -271,6 +318,53 @@ class GateResult(_Frozen):
     value: float | None
     passed: bool
     kind: Literal["gate", "regression"] = "gate"
+
+
+class ApprovalRef(_Frozen):
+    """An approval that counted: who, in which commit, and the key that verified it (if signed)."""
+
+    identity: Email
+    commit: GitSha
+    key: str | None = Field(default=None, description="Fingerprint of the ssh key that verified the approving commit")
+
+
+class UpstreamRef(_Frozen):
+    """The `requires` evidence: the outcome in the previous environment that Deployed this spec."""
+
+    environment: DnsLabel
+    since: datetime
+    outcome_commit: GitSha | None = Field(default=None, description="The status commit of that Deployed outcome")
+
+
+class DriftRef(_Frozen):
+    psi_max: float | None = None
+    feature: str | None = None
+    reference: Annotated[str, StringConstraints(pattern=SHA256_HEX)] | None = None
+
+
+class CanaryStepRef(_Frozen):
+    weight: int
+    requests: int
+    candidate_requests: int = 0
+    errors: int = 0
+    error_rate: float = 0.0
+
+
+class OutcomeEvidence(_Frozen):
+    """What an auditor needs to trust an outcome, from the trail alone (nothing from the controller's disk)."""
+
+    action: str | None = Field(
+        default=None, description="What the controller did: deploy, rollback, remove, block, ..."
+    )
+    adopted: bool = Field(default=False, description="The first pass over a repository without a trail")
+    approvals: list[ApprovalRef] = Field(default_factory=list, description="The approvals that counted")
+    policy_digest: Digest | None = Field(default=None, description="sha256 of environments/policy.yaml in force")
+    upstream: UpstreamRef | None = None
+    dataset_sha256: Annotated[str, StringConstraints(pattern=SHA256_HEX)] | None = None
+    drift: DriftRef | None = None
+    canary: list[CanaryStepRef] = Field(default_factory=list)
+    merged_at: datetime | None = Field(default=None, description="When the commit that set the pin was made")
+    lead_time_s: float | None = Field(default=None, description="Seconds from that commit to this outcome")
 
 
 class ModelStatus(_Frozen):
@@ -295,6 +389,7 @@ class ModelStatus(_Frozen):
         default_factory=list,
         description="Versions this environment has run, newest first (at most 20): rollback evidence",
     )
+    evidence: OutcomeEvidence | None = None
 
 
 DEPLOYED_HISTORY = 20
@@ -329,6 +424,8 @@ class Action(_Frozen):
     live: LiveRef | None = None
     adopted: bool = False
     attempts: int = 0
+    approvals: tuple[ApprovalRef, ...] = Field(default=(), description="The approvals that counted for this change")
+    upstream: UpstreamRef | None = None
 
     @property
     def key(self) -> tuple[str, str]:
@@ -376,3 +473,4 @@ class Outcome(_Frozen):
     gates: tuple[GateResult, ...] = ()
     workflow: WorkflowRef | None = None
     details: dict[str, Any] = Field(default_factory=dict)
+    evidence: OutcomeEvidence | None = Field(default=None, description="Set before recording (trail.build_evidence)")

@@ -12,19 +12,23 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from email.utils import parseaddr
 
+from controller.core.approvals import Approval, count_approvals
 from controller.core.models import (
     Action,
     ActionKind,
+    ApprovalRef,
     ModelStatus,
     Phase,
     Plan,
     PromotionPolicy,
+    UpstreamRef,
     duration_seconds,
 )
 from controller.core.pins import DesiredPin, check_versions, with_problem
 from controller.core.schemas import Problem
+
+__all__ = ["Approval", "CommitInfo", "Evidence", "SupersededChange", "checked", "plan"]
 
 Key = tuple[str, str]
 SETTLED = frozenset({Phase.DEPLOYED, Phase.FAILED, Phase.REMOVED})
@@ -34,12 +38,13 @@ BACKOFF_MAX_S = 1800
 
 @dataclass(frozen=True)
 class CommitInfo:
-    """What the policy needs to know about the commit that set a pin."""
+    """What the policy needs to know about the commit that set a pin, and the approvals given for it."""
 
     sha: str
     author_email: str
-    approvers: tuple[str, ...] = ()
+    approvals: tuple[Approval, ...] = ()
     signature_verified: bool = False
+    authors: tuple[str, ...] = ()  # every author of the change (a merge: also the commits it brought in)
 
 
 @dataclass(frozen=True)
@@ -259,21 +264,30 @@ def _decide(
             **full,
         )
     env_policy = policy.for_env(env)
+    # A rollback returns to a digest that was live here and that no rollback has moved away from since;
+    # a version that was rolled back from needs the whole policy again.
     before = next((ref for ref in (r.deployed if r else []) if ref.spec_digest == d.digest), None)
-    if before is not None:
-        if policy.rollback_requires_approval and (why := _approvals(d, policy, evidence)):
-            return _blocked(why, r, base)
+    if before is not None and before.rolled_back_at is None:
+        counted: tuple[ApprovalRef, ...] = ()
+        if policy.rollback_requires_approval:
+            why, counted = _approvals(d, policy, evidence)
+            if why:
+                return _blocked(why, r, base)
         return Action(
             kind=ActionKind.ROLLBACK,
             artifact=before.artifact,
             reason=f"{env} ran this spec before (live since {before.since:%Y-%m-%dT%H:%M:%SZ}): deploy it again",
+            approvals=counted,
             **full,
         )
-    if env_policy.requires is not None and (
-        why := _requires(d, env_policy.requires, env_policy.min_soak, recorded, evidence)
-    ):
-        return _blocked(why, r, base)
-    if why := _approvals(d, policy, evidence):
+    upstream: UpstreamRef | None = None
+    if env_policy.requires is not None:
+        why_or_ref = _requires(d, env_policy.requires, env_policy.min_soak, recorded, evidence)
+        if isinstance(why_or_ref, str):
+            return _blocked(why_or_ref, r, base)
+        upstream = why_or_ref
+    why, counted = _approvals(d, policy, evidence)
+    if why:
         return _blocked(why, r, base)
     if env_policy.require_signed and not _signed(d, evidence):
         return _blocked(
@@ -282,7 +296,13 @@ def _decide(
             r,
             base,
         )
-    return Action(kind=ActionKind.DEPLOY, artifact=evidence.artifacts.get(d.digest), **full)
+    return Action(
+        kind=ActionKind.DEPLOY,
+        artifact=evidence.artifacts.get(d.digest),
+        approvals=counted,
+        upstream=upstream,
+        **full,
+    )
 
 
 def _blocked(why: str, r: ModelStatus | None, base: dict[str, str | None]) -> Action | str:
@@ -302,7 +322,8 @@ def _requires(
     min_soak: str | None,
     recorded: Mapping[Key, ModelStatus],
     evidence: Evidence,
-) -> str | None:
+) -> str | UpstreamRef:
+    """Why the upstream environment's evidence is not enough yet, or that evidence."""
     status = recorded.get((upstream, d.model))
     ref = next((x for x in (status.deployed if status else []) if x.spec_digest == d.digest), None)
     if ref is None:
@@ -316,33 +337,36 @@ def _requires(
                 f"{upstream} has run spec {(d.digest or '')[:19]}… (version {d.version}) since "
                 f"{ref.since:%Y-%m-%dT%H:%M:%SZ}; min_soak {min_soak} is reached at {ready:%Y-%m-%dT%H:%M:%SZ}"
             )
-    return None
+    return UpstreamRef(environment=upstream, since=ref.since)
 
 
-def _approvals(d: DesiredPin, policy: PromotionPolicy, evidence: Evidence) -> str | None:
-    rule = policy.for_env(d.environment).approvals
+def _approvals(
+    d: DesiredPin, policy: PromotionPolicy, evidence: Evidence
+) -> tuple[str | None, tuple[ApprovalRef, ...]]:
+    """(why it is not approved enough, or None; the approvals that counted)."""
+    env_policy = policy.for_env(d.environment)
+    rule = env_policy.approvals
     if rule.min == 0:
-        return None
+        return None, ()
     info = evidence.commits.get(d.source_commit)
     if info is None:
-        return f"approval evidence for {d.source_commit[:12]} is unavailable"
-    allowed = {a.lower() for a in rule.from_}
-    author = info.author_email.lower()
-    counted = sorted(
-        {
-            email
-            for email in (parseaddr(a)[1].lower() for a in info.approvers)
-            if email and email != author and (not allowed or email in allowed)
-        }
+        return f"approval evidence for {d.source_commit[:12]} is unavailable", ()
+    authors = sorted({a.lower() for a in (info.author_email, *info.authors) if a})
+    refs, refused = count_approvals(env_policy, d.environment, d.model, d.source_commit, authors, info.approvals)
+    if len(refs) >= rule.min:
+        return None, refs
+    allowed = sorted({a.lower() for a in rule.from_})
+    pool = ", ".join(allowed) if allowed else "anyone"
+    have = ", ".join(r.identity for r in refs) if refs else "none"
+    text = (
+        f"awaiting approval: {d.environment} needs {rule.min} approval(s) from {pool}, not the change's "
+        f"author(s) ({', '.join(authors)}); has {len(refs)} ({have})"
     )
-    if len(counted) >= rule.min:
-        return None
-    have = ", ".join(counted) if counted else "none"
-    pool = f" from {', '.join(sorted(allowed))}" if allowed else ""
-    return (
-        f"{d.environment} needs {rule.min} approval(s){pool} as Approved-by trailers on the merging commit, "
-        f"not counting its author; has {len(counted)} ({have})"
-    )
+    if refused:
+        text += "; not counted: " + "; ".join(refused)
+    signed = " with a signing key in environments/allowed_signers" if env_policy.require_signed else ""
+    text += f". To approve{signed}: releasectl approve {d.model} --env {d.environment} --source {d.source_commit}"
+    return text, ()
 
 
 def _signed(d: DesiredPin, evidence: Evidence) -> bool:

@@ -19,10 +19,14 @@ from pydantic import ValidationError
 
 from controller.core.models import (
     DEPLOYED_HISTORY,
+    ActionKind,
+    CanaryStepRef,
     DesiredRef,
+    DriftRef,
     LiveRef,
     ModelStatus,
     Outcome,
+    OutcomeEvidence,
     Phase,
 )
 from controller.core.schemas import load_yaml
@@ -92,6 +96,13 @@ def next_status(outcome: Outcome, previous: ModelStatus | None, now: datetime) -
                 dataset_sha256=action.pin.training.dataset.sha256 if action.pin else None,
             )
         )
+        left = previous.live if previous else None
+        if action.kind is ActionKind.ROLLBACK and left is not None and left.spec_digest != live.spec_digest:
+            # a rollback moved away from `left`: returning to it later needs the whole policy again
+            deployed = [
+                d.model_copy(update={"rolled_back_at": finished}) if d.spec_digest == left.spec_digest else d
+                for d in deployed
+            ]
         deployed = [live] + [d for d in deployed if d.spec_digest != live.spec_digest]
     elif outcome.phase is Phase.REMOVED:
         live = None
@@ -112,6 +123,52 @@ def next_status(outcome: Outcome, previous: ModelStatus | None, now: datetime) -
         gates=list(outcome.gates),
         attempts=attempts,
         deployed=deployed[:DEPLOYED_HISTORY],
+        evidence=outcome.evidence or build_evidence(outcome),
+    )
+
+
+def build_evidence(
+    outcome: Outcome,
+    *,
+    policy_digest: str | None = None,
+    merged_at: datetime | None = None,
+    upstream_commit: str | None = None,
+) -> OutcomeEvidence:
+    """What an auditor needs from an outcome: approvals, policy, upstream, data, drift, canary, timing.
+
+    Only digests, identities, commits, figures and times: nothing from the controller's own disk
+    (the step reports' other fields are dropped here).
+    """
+    action = outcome.action
+    validate = outcome.details.get("validate-data") or {}
+    deploy = outcome.details.get("deploy") or {}
+    drift = None
+    if isinstance(validate, dict) and validate.get("reference"):
+        drift = DriftRef(
+            psi_max=validate.get("psi_max"), feature=validate.get("psi_feature"), reference=validate.get("reference")
+        )
+    steps = deploy.get("steps") if isinstance(deploy, dict) else None
+    canary = [
+        CanaryStepRef(**{k: s[k] for k in CanaryStepRef.model_fields if k in s})
+        for s in (steps if isinstance(steps, list) else [])
+        if isinstance(s, dict) and "weight" in s and "requests" in s
+    ]
+    upstream = action.upstream
+    if upstream is not None and upstream_commit is not None:
+        upstream = upstream.model_copy(update={"outcome_commit": upstream_commit})
+    finished = outcome.workflow.finished if outcome.workflow else None
+    lead = (finished - merged_at).total_seconds() if finished and merged_at else None
+    return OutcomeEvidence(
+        action=action.kind.value,
+        adopted=action.adopted,
+        approvals=list(action.approvals),
+        policy_digest=policy_digest,
+        upstream=upstream,
+        dataset_sha256=action.pin.training.dataset.sha256 if action.pin else None,
+        drift=drift,
+        canary=canary,
+        merged_at=merged_at,
+        lead_time_s=lead,
     )
 
 
@@ -204,19 +261,6 @@ def parse_trailers(text: str) -> dict[str, str]:
         if match and match.group(1).startswith(TRAILER_PREFIX):
             found[match.group(1)[len(TRAILER_PREFIX) :]] = match.group(2).strip()
     return found
-
-
-def all_trailers(text: str, key: str) -> list[str]:
-    """Every value of a trailer key (any prefix), e.g. the `Approved-by` lines of a merge commit."""
-    paragraphs = [p for p in text.strip().split("\n\n") if p.strip()]
-    if len(paragraphs) < 2:
-        return []
-    values = []
-    for line in paragraphs[-1].splitlines():
-        match = _TRAILER_LINE.match(line.strip())
-        if match and match.group(1).lower() == key.lower():
-            values.append(match.group(2).strip())
-    return values
 
 
 def artifacts_by_digest(statuses: Iterable[ModelStatus]) -> dict[str, str]:

@@ -26,11 +26,12 @@ from controller import failpoints
 from controller.adapters.git import CONTROLLER, GitRepo, Identity, PendingCommit
 from controller.core.models import Action, ActionKind, ModelStatus, Outcome, Phase, WorkflowRef
 from controller.core.outcomes import fold, record_only
-from controller.core.paths import ALLOWED_SIGNERS, status_path
+from controller.core.paths import status_path
 from controller.core.planner import SETTLED, CommitInfo, Evidence, plan
 from controller.core.schemas import Problem
 from controller.core.trail import artifacts_by_digest, message, next_status, render_status
 from controller.errors import PermanentError, TransientError
+from controller.loop.approvals import commit_infos, with_trail_evidence
 from controller.loop.snapshot import Snapshot, SnapshotReader
 from controller.ports import (
     ANNOTATION_SOURCE,
@@ -134,7 +135,12 @@ class Reconciler:
 
     def reconcile(self, *, full: bool = False) -> PassResult:
         """One pass. The first pass (or `full`) is a level-triggered scan of every pin."""
-        if self.snapshot is not None and not full and self.repo.remote_head() == self.snapshot.head:
+        if (
+            self.snapshot is not None
+            and not full
+            and self.repo.remote_head() == self.snapshot.head
+            and self.repo.trail_head() == self.snapshot.trail  # with --status-branch: the trail moved too
+        ):
             if self.snapshot.policy is None:  # still the head whose policy cannot be read: still stalled
                 raise PolicyInvalid(self.snapshot.problems)
             snap = self.reader.advance(self.snapshot, self.snapshot.head)
@@ -414,6 +420,7 @@ class Reconciler:
         pending: list[PendingCommit] = []
         for outcome in outcomes:
             key = outcome.action.key
+            outcome = with_trail_evidence(self.repo, snap, outcome)  # noqa: PLW2901 - the evidence it records
             status = next_status(outcome, statuses.get(key), self.clock())
             statuses[key] = status
             reconciled = self._watermark or snap.head
@@ -463,43 +470,12 @@ def gather_evidence(
         now=now,
         adopting=snap.adopting,
         candidates=candidates,
-        commits=_commit_infos(repo, snap, candidates, {} if cache is None else cache),
+        commits=commit_infos(repo, snap, candidates, {} if cache is None else cache),
         superseded=snap.superseded if first else (),
         deletions=snap.deletions,
         artifacts=artifacts if artifacts is not None else snap.artifacts,
         head=snap.head,
     )
-
-
-def _commit_infos(
-    repo: GitRepo, snap: Snapshot, candidates: frozenset[tuple[str, str]] | None, cache: dict[str, CommitInfo]
-) -> dict[str, CommitInfo]:
-    """Approvals and signatures of the commits that set pins, only where the policy asks."""
-    policy = snap.policy
-    if policy is None:
-        return {}
-    wanted = {
-        env for env in policy.order if policy.for_env(env).approvals.min > 0 or policy.for_env(env).require_signed
-    }
-    if not wanted and not policy.rollback_requires_approval:
-        return {}
-    signers_blob = snap.files.get(ALLOWED_SIGNERS)
-    signers = (
-        repo.read_blob(signers_blob)
-        if signers_blob and any(policy.for_env(env).require_signed for env in policy.order)
-        else None
-    )
-    infos: dict[str, CommitInfo] = {}
-    for key, desired in snap.desired.items():
-        if (candidates is not None and key not in candidates) or desired.source_commit in infos:
-            continue
-        if key[0] in wanted or policy.rollback_requires_approval:
-            sha = desired.source_commit
-            cache_key = f"{sha}:{signers_blob or ''}"  # commits are immutable: read each once per signers file
-            if cache_key not in cache:
-                cache[cache_key] = repo.commit_info(sha, signers)
-            infos[sha] = cache[cache_key]
-    return infos
 
 
 class PolicyInvalid(PermanentError):

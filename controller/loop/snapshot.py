@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from controller.adapters.git import BlobFeed, GitRepo, TreeDiff
+from controller.adapters.git import EMPTY_TREE, BlobFeed, GitRepo, TreeDiff
 from controller.core.history import CommitRecord
 from controller.core.models import ModelStatus, Phase, PromotionPolicy
 from controller.core.paths import (
@@ -73,6 +73,7 @@ class Snapshot:
     candidates: frozenset[Key] | None = None  # None: every key (full scan)
     waiting: set[Key] = field(default_factory=set)  # Blocked or Errored: kept up to date, never recomputed
     special: dict[str, str] = field(default_factory=dict)  # path -> mode: symlinks, submodules (never read)
+    trail: str | None = None  # with a status branch: its head, where status files are read
 
     def record(self, key: Key, status: ModelStatus | None) -> None:
         if status is None:
@@ -106,10 +107,18 @@ class SnapshotReader:
         return snap
 
     def _load(self, head: str, since: str | None) -> Snapshot:
-        newest_call = self.repo.log_async(head, (STATUS_ROOT,), reverse=False, max_count=1)
+        trail = self.repo.trail_head()
+        newest_call = (
+            self.repo.log_async(trail or head, (STATUS_ROOT,), reverse=False, max_count=1)
+            if trail or not self.repo.status_branch
+            else None
+        )
         tree = self.repo.tree(head)
         files = tree.files
-        snap = Snapshot(head=head, files=files, policy=None, problems=[], special=tree.special)
+        if self.repo.status_branch:  # pins from the people's branch, statuses from the trail's
+            files = {p: b for p, b in files.items() if not p.startswith(STATUS_ROOT)}
+            files.update(self.repo.ls_tree(trail, (STATUS_ROOT,)) if trail else {})
+        snap = Snapshot(head=head, files=files, policy=None, problems=[], special=tree.special, trail=trail)
         refused = classify(POLICY_PATH, (), tree.special.get(POLICY_PATH, ""))
         policy = [refused] if isinstance(refused, Problem) else parse_policy(self._blob(files.get(POLICY_PATH)))
         if isinstance(policy, list):
@@ -140,7 +149,7 @@ class SnapshotReader:
         for path, where in pins.items():
             if where.problem is None and tree.sizes.get(files[path], 0) > MAX_DOCUMENT_BYTES:
                 reader.prime(path, files[path], TooLarge(tree.sizes[files[path]]))
-        newest = newest_call.result()
+        newest = newest_call.result() if newest_call is not None else []
         newest_trailers = parse_trailers(newest[0].message) if newest else {}
         reconciled = since or newest_trailers.get("Reconciled")
         range_call = self.repo.log_async(head, (ENV_ROOT,), since=reconciled) if reconciled else None
@@ -195,7 +204,7 @@ class SnapshotReader:
     # -- a poll: only what changed ------------------------------------------------------------------
 
     def advance(self, snap: Snapshot, head: str) -> Snapshot:
-        if head == snap.head:
+        if head == snap.head and self.repo.trail_head() == snap.trail:
             return replace(snap, candidates=frozenset(snap.waiting), superseded=())
         with _quiet_gc():
             return self._advance(snap, head)
@@ -203,7 +212,8 @@ class SnapshotReader:
     def _advance(self, snap: Snapshot, head: str) -> Snapshot:
         if snap.policy is None:
             return self.load(head)
-        ranged = self._read_range(snap.head, head, self._reader(snap.policy))
+        trail = self.repo.trail_head()
+        ranged = self._read_range(snap.head, head, self._reader(snap.policy), (snap.trail, trail))
         if ranged is None:  # the policy changed: everything may mean something else now
             return self.load(head)
         records, status_changes = ranged
@@ -220,6 +230,7 @@ class SnapshotReader:
             deletions={},
             problems=[p for p in snap.problems if p.path not in touched],
             adopting=False,
+            trail=trail,
         )
         last = _last_touch(records)
         new.special = dict(snap.special)
@@ -266,7 +277,9 @@ class SnapshotReader:
         self._prune(new)
         return new
 
-    def _read_range(self, old: str, head: str, reader: PinReader) -> tuple[list[CommitRecord], list[FileChange]] | None:
+    def _read_range(
+        self, old: str, head: str, reader: PinReader, trail: tuple[str | None, str | None] = (None, None)
+    ) -> tuple[list[CommitRecord], list[FileChange]] | None:
         """The commits old..head that touch pins (oldest first) and the end state of status files,
         with every new blob in them parsed.
 
@@ -279,11 +292,17 @@ class SnapshotReader:
         asked: dict[str, str] = {}  # blob -> a path that holds it
         feed: BlobFeed | None = None
         one = self.repo.commit_record(head)
-        if one.parents[:1] == (old,):  # the usual poll: one new commit, one tree diff, no log
+        commits: Iterable[CommitRecord]
+        statuses: TreeDiff | list[FileChange]
+        if self.repo.status_branch:  # pins from the people's branch; statuses: where the trail moved
+            moved = trail[1] is not None and trail[0] != trail[1]
+            statuses = self.repo.tree_diff(trail[0] or EMPTY_TREE, trail[1] or "", (STATUS_ROOT,)) if moved else []
+            commits = self.repo.stream_log(head, old, (ENV_ROOT,)) if old != head else []
+        elif one.parents[:1] == (old,):  # the usual poll: one new commit, one tree diff, no log
             changes = self.repo.tree_diff(old, head, (ENV_ROOT, STATUS_ROOT)).result()
             pins = tuple(c for c in changes if c.path.startswith(ENV_ROOT))
-            commits: Iterable[CommitRecord] = [replace(one, changes=pins)] if pins else []
-            statuses: TreeDiff | list[FileChange] = [c for c in changes if c.path.startswith(STATUS_ROOT)]
+            commits = [replace(one, changes=pins)] if pins else []
+            statuses = [c for c in changes if c.path.startswith(STATUS_ROOT)]
         else:
             statuses = self.repo.tree_diff(old, head, (STATUS_ROOT,))
             commits = self.repo.stream_log(head, old, (ENV_ROOT,))

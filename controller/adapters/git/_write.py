@@ -21,12 +21,12 @@ from controller import failpoints
 from controller.adapters.git._common import (
     _REJECTED,
     CONTROLLER,
-    Handle,
     Identity,
     PendingCommit,
     message_file,
     stderr_of,
 )
+from controller.adapters.git._trail import TrailMixin
 from controller.core.paths import ENV_ROOT, STATUS_ROOT
 from controller.core.trail import parse_trailers
 from controller.errors import GitError, PushRejected
@@ -39,7 +39,11 @@ def outcome_key(message: str) -> tuple[str, str, str] | None:
     return (env, model, source) if env and model and source else None
 
 
-class WritingMixin(Handle):
+def _ssh_signing(key: str) -> list[str]:
+    return ["git", "-c", "gpg.format=ssh", "-c", f"user.signingKey={key}"]
+
+
+class WritingMixin(TrailMixin):
     def store_blob(self, data: bytes) -> str:
         return str(self.repo.odb.store(IStream("blob", len(data), BytesIO(data))).hexsha.decode())
 
@@ -52,28 +56,45 @@ class WritingMixin(Handle):
         head = parent
         with tempfile.TemporaryDirectory(prefix="releasectl-index-") as tmp:
             env = {"GIT_INDEX_FILE": os.path.join(tmp, "index"), **identity.env()}
-            self.git.read_tree(head, env=env)
+            self.git.read_tree(*([head] if head else ["--empty"]), env=env)  # "": a root commit (a new trail)
             for pending in commits:
                 for path, data in pending.files:
                     blob = self.store_blob(data)
                     self.git.update_index("--add", "--cacheinfo", f"100644,{blob},{path}", env=env)
                 tree = self.git.write_tree(env=env)
-                head = self.git.commit_tree(tree, "-p", head, "-F", message_file(tmp, pending.message), env=env)
+                head = self._commit_tree(tree, head, message_file(tmp, pending.message), env)
         return str(head)
 
+    def _commit_tree(self, tree: str, parent: str, message: str, env: dict[str, str]) -> str:
+        """`git commit-tree`, ssh-signed with `signing_key` when the controller has one (every replay re-signs)."""
+        key = getattr(self, "signing_key", None)
+        parents = ["-p", parent] if parent else []
+        if key is None:
+            return str(self.git.commit_tree(tree, *parents, "-F", message, env=env))
+        try:
+            return str(
+                self.git.execute(
+                    [*_ssh_signing(key), "commit-tree", "-S", tree, *parents, "-F", message],
+                    env={**os.environ, **env},
+                )
+            )
+        except GitCommandError as exc:
+            raise GitError(f"signing a status commit with {key} failed: {stderr_of(exc)}") from exc
+
     def push(self, sha: str) -> None:
-        """Fast-forward the remote branch to `sha`; a refusal is PushRejected. Never forced."""
+        """Fast-forward the remote branch (the status branch, when there is one) to `sha`; never forced."""
         failpoints.hit("before-push")
         failpoints.hit("during-push")
+        branch = self.status_branch or self.branch
         try:
-            self.git.push("--porcelain", "origin", f"{sha}:refs/heads/{self.branch}")
+            self.git.push("--porcelain", "origin", f"{sha}:refs/heads/{branch}")
         except GitCommandError as exc:
             text = stderr_of(exc) + str(exc.stdout or "")
             if any(marker in text for marker in _REJECTED):
-                raise PushRejected(f"push to origin/{self.branch} was rejected (someone pushed meanwhile)") from exc
+                raise PushRejected(f"push to origin/{branch} was rejected (someone pushed meanwhile)") from exc
             raise GitError(f"push to origin failed: {stderr_of(exc)}") from exc
         failpoints.hit("after-push")
-        self.git.update_ref(self.tracking, sha)
+        self.git.update_ref(self.trail_ref if self.status_branch else self.tracking, sha)
 
     def publish(
         self,
@@ -94,7 +115,7 @@ class WritingMixin(Handle):
         """
         if not commits:
             return base
-        parent = base
+        parent = (self.trail_head() or "") if self.status_branch else base
         for attempt in range(1, attempts + 1):
             if parent != base:
                 commits = self._not_recorded_since(base, parent, commits, on_drop)
@@ -114,6 +135,8 @@ class WritingMixin(Handle):
                 if attempt > 1:
                     time.sleep(backoff_s * 2 ** (attempt - 2) * (1 + random.random()))  # noqa: S311 - jitter
                 parent = self.fetch()
+                if self.status_branch:
+                    parent = self.trail_head() or ""
         raise AssertionError("unreachable")
 
     def _not_recorded_since(

@@ -27,13 +27,13 @@ from git.exc import GitCommandError, InvalidGitRepositoryError, NoSuchPathError
 from controller.adapters.git._common import stderr_of
 from controller.adapters.git._credentials import configure as configure_credentials
 from controller.adapters.git._credentials import refuse_inline_password
+from controller.adapters.git._signed import SignedMixin
 from controller.adapters.git._stream import BlobFeed, LogCall, TreeDiff, stream_log
+from controller.adapters.git._trail import TrailMixin
 from controller.adapters.git._worktree import WorktreeMixin
 from controller.adapters.git._write import WritingMixin
 from controller.core.history import CommitRecord
 from controller.core.paths import ENV_ROOT, STATUS_ROOT, FileChange
-from controller.core.planner import CommitInfo
-from controller.core.trail import all_trailers
 from controller.core.yamlio import TooLarge
 from controller.errors import GitError, UsageError, redact
 
@@ -57,7 +57,7 @@ def _more(stdout: IO[bytes], sha: str) -> bytes:
     return bytes(chunk)
 
 
-class GitRepo(WritingMixin, WorktreeMixin):
+class GitRepo(WritingMixin, WorktreeMixin, SignedMixin, TrailMixin):
     """A repository, opened once and kept: its object database keeps `cat-file --batch` warm."""
 
     def __init__(self, path: str | Path, *, branch: str = "main") -> None:
@@ -68,11 +68,20 @@ class GitRepo(WritingMixin, WorktreeMixin):
         self.path = Path(path)
         self.branch = branch
         self.git: Any = self.repo.git
+        self.signing_key: str | None = None  # an ssh private key: status commits are signed with it
 
     # -- setting up -------------------------------------------------------------------------------
 
     @classmethod
-    def controller_clone(cls, url: str, workdir: str | Path, branch: str = "main", *, fetch: bool = True) -> GitRepo:
+    def controller_clone(
+        cls,
+        url: str,
+        workdir: str | Path,
+        branch: str = "main",
+        *,
+        fetch: bool = True,
+        status_branch: str | None = None,
+    ) -> GitRepo:
         """A bare clone the controller owns; reused when it exists (same remote).
 
         `fetch=False` leaves the first fetch to the first pass (the long-running loop retries it with
@@ -89,6 +98,7 @@ class GitRepo(WritingMixin, WorktreeMixin):
         else:
             _remove_stale_locks(workdir)
         repo = cls(workdir, branch=branch)
+        repo.status_branch = status_branch
         current = repo.git.remote("get-url", "origin")
         if current != url:
             raise UsageError(
@@ -110,6 +120,7 @@ class GitRepo(WritingMixin, WorktreeMixin):
             self.git.fetch("--quiet", "--no-tags", "origin", f"+refs/heads/{self.branch}:{self.tracking}")
         except GitCommandError as exc:
             raise GitError(f"fetch from origin failed: {stderr_of(exc)}") from exc
+        self.fetch_trail()  # with --status-branch: the trail beside it
         return self.rev(self.tracking)
 
     def remote_head(self) -> str:
@@ -266,17 +277,6 @@ class GitRepo(WritingMixin, WorktreeMixin):
                 offset = timedelta(hours=int(zone[1:3]), minutes=int(zone[3:5])) * (-1 if zone[0] == "-" else 1)
                 when = datetime.fromtimestamp(int(stamp), timezone(offset))
         return CommitRecord(sha, tuple(parents), email, when, message, tuple(changes))
-
-    def commit_info(self, sha: str, allowed_signers: bytes | None = None) -> CommitInfo:
-        """Author, `Approved-by:` trailers and (given allowed signers) signature of a commit that set a pin."""
-        author, body = self.commit_message(sha)
-        verified = self.verify_commit(sha, allowed_signers) if allowed_signers else False
-        return CommitInfo(
-            sha=sha,
-            author_email=author,
-            approvers=tuple(all_trailers(body, "Approved-by")),
-            signature_verified=verified,
-        )
 
     def verify_commit(self, sha: str, allowed_signers: bytes) -> bool:
         """`git verify-commit` against an ssh allowed-signers file (the repo's environments/allowed_signers)."""
