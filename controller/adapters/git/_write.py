@@ -116,9 +116,10 @@ class WritingMixin(TrailMixin):
         if not commits:
             return base
         parent = (self.trail_head() or "") if self.status_branch else base
+        start = parent  # what the trail was when these outcomes were decided
         for attempt in range(1, attempts + 1):
-            if parent != base:
-                commits = self._not_recorded_since(base, parent, commits, on_drop)
+            if parent != start and parent:
+                commits = self._not_recorded_since(start or None, parent, commits, on_drop)
                 if not commits:
                     return parent
             head = self.write_commits(parent, commits, identity)
@@ -141,7 +142,7 @@ class WritingMixin(TrailMixin):
 
     def _not_recorded_since(
         self,
-        base: str,
+        base: str | None,
         head: str,
         commits: Sequence[PendingCommit],
         on_drop: Callable[[PendingCommit], None] | None,
