@@ -66,7 +66,7 @@ def validate_here(repo: Path) -> dict[str, Any]:
     from controller.app import queries
 
     started = time.perf_counter()
-    result = queries.validate(GitRepo(repo))
+    result = queries.validate(GitRepo(repo), "HEAD")  # the commit, as a PR check reads it
     seconds = time.perf_counter() - started
     lines = [p.line() for p in result.problems]
     return {

@@ -26,6 +26,7 @@ import pytest
 import yaml
 
 from controller.core.paths import split_pin_path
+from controller.core.trail import parse_status
 from tests.support import ROOT, Clone, ReleaseRepo, git, make_release_repo
 
 CORPUS = ROOT / "tests/hostile"
@@ -70,6 +71,13 @@ def test_the_corpus_is_complete() -> None:
     assert "version: 0.4.0\nversion: 0.5.0\n" in (CORPUS / "pins/duplicate-version.yaml").read_text()
 
 
+def no_latency_gate(path: Path) -> None:
+    """Real training on a busy shared machine: gate on accuracy only, never on wall-clock latency."""
+    doc = yaml.safe_load(path.read_text())
+    doc["evaluation"]["gates"] = {"accuracy": ">= 0.80"}
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+
+
 @dataclass
 class Merged:
     repo: ReleaseRepo
@@ -104,7 +112,7 @@ def add_corpus(user: Clone, branch: str) -> None:
         else:
             shutil.copyfile(case.file, target)
     pin = user.read_pin("dev", "wine-classifier")
-    pin["evaluation"]["gates"]["accuracy"] = ">= 0.80"  # a valid change in the same merge
+    pin["evaluation"]["gates"]["accuracy"] = ">= 0.75"  # a valid change in the same merge
     user.write_pin("dev", "wine-classifier", pin)
     user.run("add", "-A")
     for sha, path in gitlinks:
@@ -126,21 +134,12 @@ def merged(tmp_path_factory: pytest.TempPathFactory) -> Merged:
                 and pin.relative_to(seed).as_posix() != "environments/dev/wine-classifier.yaml"
             ):
                 pin.unlink()
+        no_latency_gate(seed / "environments/dev/wine-classifier.yaml")
 
     repo = make_release_repo(root, edit=only_wine_in_dev)
     home = root / "home"
-    once = (
-        "reconcile",
-        "--repo",
-        repo.url,
-        "--once",
-        "--home",
-        str(home),
-        "--format",
-        "json",
-        "--fail-on",
-        "Rejected,Invalid",
-    )
+    once = ("reconcile", "--repo", repo.url, "--once", "--home", str(home), "--format", "json")
+    red = (*once, "--fail-on", "Rejected,Invalid")  # a CI job's red mark for refused files
     first = releasectl(*once)
     assert first.returncode == 0, first.stderr
     adopted = git(repo.remote, "rev-parse", "main")
@@ -156,8 +155,8 @@ def merged(tmp_path_factory: pytest.TempPathFactory) -> Merged:
         adopted,
         validate=releasectl("validate", "--repo", str(user.path)),
         plan=releasectl("plan", "--repo", str(user.path), "--format", "json"),
-        reconcile=releasectl(*once),
-        again=releasectl(*once),
+        reconcile=releasectl(*red),
+        again=releasectl(*red),
     )
 
 
@@ -196,7 +195,7 @@ def test_plan_rejects_every_case_that_names_a_status_file(merged: Merged) -> Non
 
 def test_one_pass_rejects_every_case_and_still_deploys_the_valid_change(merged: Merged) -> None:
     result = merged.reconcile
-    assert result.returncode == 1  # some files cannot be pins at all: said on stderr, the rest recorded
+    assert result.returncode == 1  # --fail-on Rejected,Invalid: refused files; every outcome is recorded
     assert "Traceback" not in result.stderr + result.stdout
     outcomes = json.loads(result.stdout)["outcomes"]
     by_key = {(o["environment"], o["model"]): o for o in outcomes}
@@ -209,9 +208,9 @@ def test_one_pass_rejects_every_case_and_still_deploys_the_valid_change(merged: 
         outcome = by_key[(env, model)]
         assert outcome["phase"] == "Rejected" and f"[{case.rule}]" in outcome["reason"], (case, outcome)
         assert len(outcome["reason"]) <= MAX_DOCUMENT_REASON
-        status = yaml.safe_load(git(merged.repo.remote, "show", f"main:{case.status}"))
-        assert (status["phase"], status["reason"]) == ("Rejected", outcome["reason"])
-        assert status["desired"]["source_commit"] == merged.merge
+        status = parse_status(git(merged.repo.remote, "show", f"main:{case.status}").encode())
+        assert status is not None and (status.phase.value, status.reason) == ("Rejected", outcome["reason"])
+        assert status.desired.source_commit == merged.merge
     errors = [line for line in lines_of(result.stderr) if line.startswith("error: ")]
     for case in CASES:
         if case.status is None:

@@ -22,7 +22,7 @@ from controller.adapters.git import GitRepo, Identity, PendingCommit
 from controller.adapters.local.executor import LocalExecutor
 from controller.app import statelock
 from controller.core.models import Phase
-from controller.core.trail import parse_trailers
+from controller.core.trail import parse_status, parse_trailers
 from controller.loop.reconciler import Reconciler
 from tests.fastexec import FastExecutor
 from tests.support import Clone, ReleaseRepo, git, make_release_repo
@@ -138,6 +138,14 @@ def only_wine_in_dev(seed: Path) -> None:
     for pin in seed.glob("environments/*/*.yaml"):
         if pin.relative_to(seed).as_posix() != "environments/dev/wine-classifier.yaml":
             pin.unlink()
+    no_latency_gate(seed / "environments/dev/wine-classifier.yaml")
+
+
+def no_latency_gate(path: Path) -> None:
+    """Real training on a busy shared machine: gate on accuracy only, never on wall-clock latency."""
+    doc = yaml.safe_load(path.read_text())
+    doc["evaluation"]["gates"] = {"accuracy": ">= 0.80"}
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
 
 
 def in_store(home: Path, artifact: str) -> bool:
@@ -153,7 +161,7 @@ def test_two_controllers_one_merge_one_outcome_then_the_artifact_holder_deploys_
     params = {**user.read_pin("dev", "wine-classifier")["training"]["params"], "seed": 11}
     training = {**user.read_pin("dev", "wine-classifier")["training"], "params": params}
     # (no regression check: a controller that did not build the live version lacks its artifact; see below)
-    evaluation = {"gates": user.read_pin("dev", "wine-classifier")["evaluation"]["gates"]}
+    evaluation = {"gates": {"accuracy": ">= 0.5"}}  # (and no latency gate: this machine may be busy)
     merge = bump(user, "dev", "wine-classifier", version="2.2.0", training=training, evaluation=evaluation)
 
     # both controllers act on the merge at once, each with its own state folder
@@ -161,8 +169,9 @@ def test_two_controllers_one_merge_one_outcome_then_the_artifact_holder_deploys_
     results = {name: finished(proc) for name, proc in runs.items()}
     assert all(code == 0 for code, _, _ in results.values()), results
     assert outcomes_of(repo, merge) == ["Deployed"]
-    status = yaml.safe_load(git(repo.remote, "show", "main:status/dev/wine-classifier.yaml"))
-    artifact = status["live"]["artifact"]
+    status = parse_status(git(repo.remote, "show", "main:status/dev/wine-classifier.yaml").encode())
+    assert status is not None and status.live is not None
+    artifact = status.live.artifact
     holders = [name for name, home in homes.items() if in_store(home, artifact)]
     assert len(holders) == 1  # each store holds what its own controller trained: one of them landed
     winner, loser = holders[0], next(n for n in homes if n != holders[0])

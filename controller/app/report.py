@@ -20,7 +20,7 @@ from typing import Any
 from controller.adapters.git import GitRepo
 from controller.app import queries
 from controller.core.models import Phase
-from controller.errors import UsageError
+from controller.errors import UsageError, redact
 from controller.loop.reconciler import PassResult
 
 INVALID = "Invalid"  # --fail-on's name for files that cannot be pins (not recorded in the trail)
@@ -80,7 +80,7 @@ def summarize(repo: GitRepo, result: PassResult) -> Summary:
             "model": o.action.model,
             "version": o.action.version,
             "phase": o.phase.value,
-            "reason": o.reason,
+            "reason": redact(o.reason),
             "artifact": o.artifact,
         }
         for o in result.outcomes

@@ -163,14 +163,14 @@ def pin_rules(path: str, pin: ModelPin, model: str) -> list[Problem]:
     problems = []
     if pin.model != model:
         problems.append(
-            Problem(path, "model", f"{pin.model!r} must equal the file stem {model!r}", "model-matches-file")
+            Problem(path, "model", f"{quote(pin.model)} must equal the file stem {model!r}", "model-matches-file")
         )
     recipe = pin.training.recipe
     allowed = RECIPES.get(recipe)
     if allowed is None:
         known = ", ".join(RECIPES)
         problems.append(
-            Problem(path, "training.recipe", f"{recipe!r} is not a known recipe (known: {known})", "recipe")
+            Problem(path, "training.recipe", f"{quote(recipe)} is not a known recipe (known: {known})", "recipe")
         )
     else:
         problems.extend(_param_problems(path, recipe, allowed, pin.training.params))

@@ -116,10 +116,10 @@ class WritingMixin(TrailMixin):
         if not commits:
             return base
         parent = (self.trail_head() or "") if self.status_branch else base
-        since = parent  # what this publish builds on: only what lands after it can duplicate an outcome
+        start = parent  # what the trail was when these outcomes were decided
         for attempt in range(1, attempts + 1):
-            if parent != since and parent:
-                commits = self._not_recorded_since(since or None, parent, commits, on_drop)
+            if parent != start and parent:
+                commits = self._not_recorded_since(start or None, parent, commits, on_drop)
                 if not commits:
                     return parent
             head = self.write_commits(parent, commits, identity)

@@ -84,10 +84,10 @@ class GitRepo(WritingMixin, WorktreeMixin, SignedMixin, TrailMixin):
     ) -> GitRepo:
         """A bare clone the controller owns; reused when it exists (same remote).
 
-        Credentials come only from files or environment variables (_credentials.py).
         `fetch=False` leaves the first fetch to the first pass (the long-running loop retries it with
         backoff instead of dying at start). Lock files a killed git left behind more than
-        STALE_LOCK_S ago are removed: only the controller writes this clone.
+        STALE_LOCK_S ago are removed: only the controller writes this clone. Credentials come only
+        from files or environment variables (_credentials.py).
         """
         refuse_inline_password(url)
         workdir = Path(workdir)
