@@ -188,12 +188,16 @@ def main() -> int:
         log(f"  {'PASS' if ok else 'FAIL'}  {name}: {why}")
     log(f"\nchecks: {json.dumps(main_data['checks'])}")
     steps_out = step_section(timed)
+    from bench.hostile import measure as measure_hostile
     from bench.loop import section as loop_section
 
+    hostile_out = ROOT / "bench" / ("results-hostile.json" if timed else "results-hostile-small.json")
+    measure_hostile(log, hostile_out)
     loop_out = ROOT / "bench" / ("results-loop.json" if timed else "results-loop-small.json")
     loop_section(timed, loop_out, log)
     log(
-        f"wrote {scale.out.relative_to(ROOT)}, {steps_out.relative_to(ROOT)} and {loop_out.relative_to(ROOT)}; "
+        f"wrote {scale.out.relative_to(ROOT)}, {steps_out.relative_to(ROOT)}, {hostile_out.relative_to(ROOT)} "
+        f"and {loop_out.relative_to(ROOT)}; "
         f"whole bench took {time.perf_counter() - started:.0f} s"
     )
     return 0

@@ -7,6 +7,23 @@ docs/design.md: 1 a check said no, 2 usage, 3 a runtime failure).
 
 from __future__ import annotations
 
+import re
+
+# scheme://user:password@host, or an http(s) URL whose user part alone may be a token
+_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)([^/@\s:'\"]+):([^/@\s'\"]*)@")
+_HTTP_USER = re.compile(r"(?i)\b(https?://)([^/@\s:'\"]+)@")
+
+
+def redact(text: str) -> str:
+    """`text` with the secrets of URLs replaced by `***` (passwords, and http(s) user parts).
+
+    Every error line, log line and status commit goes through this: a URL with credentials in it,
+    from a remote's error or an executor's message, never reaches a terminal, a log or the trail.
+    """
+    if "@" not in text:
+        return text
+    return _HTTP_USER.sub(r"\1***@", _CREDENTIALS.sub(r"\1\2:***@", text))
+
 
 class ReleasectlError(Exception):
     """Base of every error the CLI reports as one clear line."""

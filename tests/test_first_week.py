@@ -317,7 +317,9 @@ def test_plan_shows_a_rejected_pins_version_and_why_a_deploy_runs(
     ]
     reject = table[("reject", "dev/wine-classifier")]
     assert reject[:4] == ["reject", "dev/wine-classifier", "2.1.0", sha[:12]]
-    assert reject[4].startswith("environments/dev/wine-classifier.yaml: owner: 'nobody' is not an email address")
+    assert reject[4].startswith(
+        "environments/dev/wine-classifier.yaml: owner: 'nobody' is not a plain ASCII email address (name@domain.tld)"
+    )
 
 
 # -- 11. noise: one line per workflow state change -------------------------------------------------

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from controller.core.models import ModelPin
-from controller.core.pins import DesiredPin, PinReader, check_versions, classify, parse_pin, parse_policy
-from controller.core.schemas import schema_files
+from controller.core.pins import DesiredPin, PinPath, PinReader, check_versions, classify, parse_pin, parse_policy
+from controller.core.schemas import Problem, schema_files
 
 ROOT = Path(__file__).resolve().parent.parent
 PATH = "environments/dev/tumor-classifier.yaml"
@@ -140,8 +140,8 @@ def test_every_example_pin_is_valid_and_schema_agrees_with_pydantic() -> None:
         ),
         ("environments/dev/..yaml", None),
         (
-            "environments/qa/x.yaml",
-            "environments/qa/x.yaml: environment 'qa' is not in policy.yaml order [environment]",
+            "environments/Prod/x.yaml",
+            "environments/Prod/x.yaml: environment folder 'Prod' is not a DNS label [environment]",
         ),
         ("environments/dev/x.yml", "environments/dev/x.yml: pin files end in .yaml [extension]"),
         (
@@ -166,6 +166,52 @@ def test_every_example_pin_is_valid_and_schema_agrees_with_pydantic() -> None:
 def test_paths_that_cannot_be_pins(path: str, line: str | None) -> None:
     result = classify(path, ["dev", "staging", "production"])
     assert (result.line() if result is not None else None) == line  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("path", "mode", "line"),
+    [
+        (
+            "environments/qa/x.yaml",
+            "100644",
+            "environments/qa/x.yaml: environment 'qa' is not in policy.yaml order (dev, production, staging) "
+            "[environment]",
+        ),
+        (
+            "environments/dev/x.yaml",
+            "120000",
+            "environments/dev/x.yaml: is a symbolic link: release files must be regular files (never followed) "
+            "[symlink]",
+        ),
+        (
+            "environments/dev/x.yaml",
+            "160000",
+            "environments/dev/x.yaml: is a submodule: release files must be regular files (never followed) [submodule]",
+        ),
+    ],
+    ids=["unlisted-environment", "symlink", "submodule"],
+)
+def test_paths_refused_whatever_they_hold_still_name_a_status_file(path: str, mode: str, line: str) -> None:
+    result = classify(path, ["dev", "staging", "production"], mode)
+    assert isinstance(result, PinPath) and result.problem is not None
+    assert (result.environment, result.model, result.problem.line()) == (path.split("/")[1], "x", line)
+    desired = PinReader(("dev", "staging", "production")).read(path, "never-read", None, "1" * 40, result)
+    assert isinstance(desired, DesiredPin) and not desired.valid and desired.problems == (result.problem,)
+
+
+@pytest.mark.parametrize(
+    ("path", "mode", "rule"),
+    [
+        ("environments/dev/Evil.yaml", "120000", "symlink"),
+        ("environments/linked-env", "120000", "symlink"),
+        ("environments/vendored", "160000", "submodule"),
+        ("environments/policy.yaml", "120000", "symlink"),
+        ("environments/dev/README.md", "120000", "symlink"),
+    ],
+)
+def test_a_symlink_or_submodule_anywhere_under_environments_is_refused(path: str, mode: str, rule: str) -> None:
+    result = classify(path, ["dev"], mode)
+    assert isinstance(result, Problem) and (result.path, result.rule) == (path, rule)
 
 
 def test_a_good_path_names_its_pin() -> None:

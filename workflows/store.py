@@ -20,6 +20,14 @@ ARTIFACT_RE = re.compile(r"^sha256:([0-9a-f]{64})$")
 TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.")
 
 
+class ArtifactMissing(Exception):
+    """The status trail names an artifact this store does not hold: infrastructure, not the user's pin.
+
+    Not a CheckFailed: the step's verdict is Errored (retried with backoff), never Failed. It happens
+    when another controller, with a store of its own, built the artifact, or when the store lost it.
+    """
+
+
 def _hex(artifact: str) -> str:
     match = ARTIFACT_RE.match(artifact or "")
     if not match:
@@ -66,7 +74,11 @@ def read_bytes(store_dir: Path | str, artifact: str) -> bytes:
     """The artifact's bytes, after checking that they still hash to its name."""
     model_path, _ = paths(store_dir, artifact)
     if not model_path.is_file():
-        raise CheckFailed(f"artifact {artifact} is not in the store {store_dir}")
+        raise ArtifactMissing(
+            f"artifact {artifact} is not in the artifact store {store_dir}: the status trail names it, so another "
+            "controller with its own store built it, or this store lost it (run one controller per release repo, "
+            "or share its store)"
+        )
     data = model_path.read_bytes()
     got = hashlib.sha256(data).hexdigest()
     if got != _hex(artifact):
@@ -99,7 +111,7 @@ def meta(store_dir: Path | str, artifact: str) -> dict[str, Any]:
     """The metadata written next to the artifact by `put`."""
     _, meta_path = paths(store_dir, artifact)
     if not meta_path.is_file():
-        raise CheckFailed(f"artifact {artifact} has no metadata in the store {store_dir}")
+        raise ArtifactMissing(f"artifact {artifact} has no metadata in the artifact store {store_dir}")
     value = json.loads(meta_path.read_text())
     if not isinstance(value, dict):
         raise ValueError(f"{meta_path}: metadata is not a JSON object")

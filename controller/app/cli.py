@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from controller import __version__
-from controller.errors import ReleasectlError, UsageError
+from controller.errors import ReleasectlError, UsageError, redact
 
 Handler = Callable[[argparse.Namespace], int]
 WORKTREE = "WORKTREE"
@@ -28,7 +28,7 @@ def _red(text: str) -> str:
 
 
 def say(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
+    print(redact(line), file=sys.stderr, flush=True)  # no URL credentials in any line, ever
 
 
 def _repo(args: argparse.Namespace) -> Any:

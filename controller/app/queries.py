@@ -55,7 +55,9 @@ def validate(repo: GitRepo, rev: str | None = None, base: str | None = None) -> 
         touched = set(repo.changed_paths(repo.rev(base), snap.head))
         problems = [p for p in problems if p.path in touched or p.path == POLICY_PATH]
     envs = len(snap.policy.order) if snap.policy else 0
-    return Validation(sorted(problems, key=lambda p: (p.path, p.field)), len(snap.desired), envs, read)
+    return Validation(
+        sorted(problems, key=lambda p: (p.path, p.rule == "more", p.field)), len(snap.desired), envs, read
+    )
 
 
 def plan_at(repo: GitRepo, rev: str = "HEAD", base: str | None = None) -> tuple[Snapshot, Plan]:

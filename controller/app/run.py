@@ -86,6 +86,7 @@ def build(
 ) -> tuple[Reconciler, Any, Callable[[], None]]:
     """The reconciler on its clone and executor; and how to let go of them."""
     from controller.adapters.git import CONTROLLER, GitRepo, Identity
+    from controller.app import statelock
     from controller.app.runtime import Home, compiler, detached_executor
 
     if args.max_parallel < 1:
@@ -93,11 +94,16 @@ def build(
     home = Home.resolve(args.home)
     identity = Identity.parse(args.identity) if args.identity else CONTROLLER
     workdir = args.workdir or home.workdir(args.repo)
-    # the long-running controller fetches in its first pass, which retries with backoff
-    repo = GitRepo.controller_clone(args.repo, workdir, args.branch, fetch=not forever)
-    repo.signing_key = getattr(args, "signing_key", None)  # status commits are ssh-signed with it
-    repo.status_branch = getattr(args, "status_branch", None)  # the trail on its own branch
-    executor = detached_executor(home, max_parallel=args.max_parallel)
+    lock = statelock.acquire(home.root)  # one controller per state folder: exit 3 when another holds it
+    try:
+        # the long-running controller fetches in its first pass, which retries with backoff
+        repo = GitRepo.controller_clone(args.repo, workdir, args.branch, fetch=not forever)
+        repo.signing_key = getattr(args, "signing_key", None)  # status commits are ssh-signed with it
+        repo.status_branch = getattr(args, "status_branch", None)  # the trail on its own branch
+        executor = detached_executor(home, max_parallel=args.max_parallel)
+    except BaseException:
+        lock.release()
+        raise
     reconciler = Reconciler(
         repo,
         executor,
@@ -107,7 +113,14 @@ def build(
         workflow_timeout_s=args.workflow_timeout,
         max_parallel=args.max_parallel,
     )
-    return reconciler, executor, executor.close
+
+    def close() -> None:
+        try:
+            executor.close()
+        finally:
+            lock.release()
+
+    return reconciler, executor, close
 
 
 def run_once(args: argparse.Namespace) -> PassResult:

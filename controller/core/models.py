@@ -32,10 +32,11 @@ GIT_SHA = r"^[0-9a-f]{40}$"
 GATE = r"^(>=|<=|>|<|==)\s*-?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+)?$"
 GATE_RE = re.compile(r"^(>=|<=|>|<|==)\s*(\S+)$")
 DURATION = r"^[0-9]+[smhd]$"
-EMAIL = r"^[^@\s<>]+@[^@\s<>]+$"
+# Plain ASCII addresses only: no spaces, quotes, shell metacharacters or look-alike letters.
+EMAIL = r"^[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(\.[A-Za-z0-9-]{1,63}){1,8}$"
 
 DnsLabel = Annotated[str, StringConstraints(pattern=DNS_LABEL)]
-SemVer = Annotated[str, StringConstraints(pattern=SEMVER)]
+SemVer = Annotated[str, StringConstraints(pattern=SEMVER, max_length=128)]
 Digest = Annotated[str, StringConstraints(pattern=DIGEST)]
 GitSha = Annotated[str, StringConstraints(pattern=GIT_SHA)]
 Email = Annotated[str, StringConstraints(pattern=EMAIL)]

@@ -50,14 +50,15 @@ class FileChange:
     old_blob: str | None
     new_blob: str | None
     status: str  # A, M or D
+    mode: str = "100644"  # the new tree mode: 120000 a symlink, 160000 a submodule (never read as a pin)
 
 
 def raw_change(meta: str, path: str) -> FileChange | None:
     """One `:<old mode> <new mode> <old> <new> <status>` record and its path; None if not one."""
     if not meta.startswith(":"):
         return None
-    _om, _nm, old, new, status = meta[1:].split(" ")
-    return FileChange(path, None if old == ZERO else old, None if new == ZERO else new, status[0])
+    _om, mode, old, new, status = meta[1:].split(" ")
+    return FileChange(path, None if old == ZERO else old, None if new == ZERO else new, status[0], mode)
 
 
 def raw_changes(tokens: Sequence[str]) -> Iterator[FileChange]:

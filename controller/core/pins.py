@@ -8,6 +8,7 @@ results are memoised by (path, blob sha), so a poll re-parses only what changed.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -17,7 +18,8 @@ from pydantic import BaseModel, ValidationError
 
 from controller.core.models import DNS_LABEL_RE, RECIPES, ModelPin, PromotionPolicy
 from controller.core.paths import ENV_ROOT, PIN_SUFFIX, POLICY_PATH
-from controller.core.schemas import Problem, load_yaml, schema_problems
+from controller.core.schemas import Problem, capped, load_yaml, quote, schema_problems
+from controller.core.yamlio import TooLarge, YamlRefused
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -49,39 +51,67 @@ class DesiredPin:
 
 @dataclass(frozen=True)
 class PinPath:
+    """A path that names a status file (environment and model are DNS labels); `problem`: refused as a
+    whole whatever it holds (an environment the policy does not list, a symlink, a submodule)."""
+
     environment: str
     model: str
+    problem: Problem | None = None
 
 
-def classify(path: str, order: Collection[str]) -> PinPath | Problem | None:
+SYMLINK, GITLINK = "120000", "160000"  # git tree modes: a symbolic link, a submodule
+
+
+def classify(path: str, order: Collection[str], mode: str = "") -> PinPath | Problem | None:
     """Where a path under environments/ belongs: a pin, a problem, or nothing we read.
 
-    `order` is the policy's environments; pass a frozenset when classifying many paths.
+    `order` is the policy's environments; pass a frozenset when classifying many paths. `mode` is
+    the tree entry's mode: a symlink or a submodule is refused and never followed, wherever it is.
     """
-    if not path.startswith(ENV_ROOT) or path == POLICY_PATH:
+    if not path.startswith(ENV_ROOT):
         return None
+    special = _special(path, mode)
     rest = path[len(ENV_ROOT) :]
-    if "/" not in rest:
-        return None  # README.md and friends at the top of environments/
+    if path == POLICY_PATH or "/" not in rest:
+        return special  # policy.yaml is read on its own; README.md and friends are ignored
     env, _, name = rest.partition("/")
     base = name.rsplit("/", 1)[-1]
-    if base.startswith(".") or not base.endswith((".yaml", ".yml")):
+    if special is None and (base.startswith(".") or not base.endswith((".yaml", ".yml"))):
         return None
-    if env not in order:
-        return Problem(path, "", f"environment {env!r} is not in policy.yaml order", "environment")
+    if not DNS_LABEL_RE.match(env):
+        return special or Problem(path, "", f"environment folder {quote(env)} is not a DNS label", "environment")
     if "/" in name:
-        return Problem(path, "", "pins live directly under environments/<env>/", "layout")
+        return special or Problem(path, "", "pins live directly under environments/<env>/", "layout")
     if not name.endswith(PIN_SUFFIX):
-        return Problem(path, "", "pin files end in .yaml", "extension")
+        return special or Problem(path, "", "pin files end in .yaml", "extension")
     stem = name[: -len(PIN_SUFFIX)]
     if not DNS_LABEL_RE.match(stem):
-        return Problem(path, "", f"file stem {stem!r} is not a DNS label (a-z, 0-9, '-')", "dns-label")
+        return special or Problem(path, "", f"file stem {quote(stem)} is not a DNS label (a-z, 0-9, '-')", "dns-label")
+    if special is not None:
+        return PinPath(env, stem, special)
+    if env not in order:
+        listed = ", ".join(sorted(order)) if len(order) <= 10 else f"{len(order)} environments"
+        return PinPath(
+            env,
+            stem,
+            Problem(path, "", f"environment {env!r} is not in policy.yaml order ({listed})", "environment"),
+        )
     return PinPath(env, stem)
 
 
-def _document(path: str, data: bytes) -> Any | Problem:
+def _special(path: str, mode: str) -> Problem | None:
+    if mode == SYMLINK:
+        return Problem(path, "", "is a symbolic link: release files must be regular files (never followed)", "symlink")
+    if mode == GITLINK:
+        return Problem(path, "", "is a submodule: release files must be regular files (never followed)", "submodule")
+    return None
+
+
+def _document(path: str, data: bytes | TooLarge) -> Any | Problem:
     try:
         return load_yaml(data)
+    except YamlRefused as exc:
+        return Problem(path, exc.field, exc.message, exc.rule)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
@@ -99,18 +129,20 @@ def _validate(kind: str, model: type[M], path: str, doc: Any) -> M | list[Proble
     except ValidationError as exc:
         problems = schema_problems(kind, path, doc)
         # A few rules live in validators only (they have no JSON Schema form); say those as pydantic does.
-        return problems or [
-            Problem(
-                path,
-                ".".join(str(p) for p in err["loc"]),
-                err["msg"].removeprefix("Value error, "),
-                err["type"],
-            )
-            for err in exc.errors()
-        ]
+        return problems or capped(
+            [
+                Problem(
+                    path,
+                    ".".join(str(p) for p in err["loc"]),
+                    err["msg"].removeprefix("Value error, "),
+                    err["type"],
+                )
+                for err in exc.errors()
+            ]
+        )
 
 
-def parse_pin(path: str, data: bytes, model: str) -> ModelPin | list[Problem]:
+def parse_pin(path: str, data: bytes | TooLarge, model: str) -> ModelPin | list[Problem]:
     """One pin file -> a ModelPin, or every problem with it."""
     result = parse_document(path, data)
     if isinstance(result, list):
@@ -118,7 +150,7 @@ def parse_pin(path: str, data: bytes, model: str) -> ModelPin | list[Problem]:
     return pin_rules(path, result, model) or result
 
 
-def parse_document(path: str, data: bytes) -> ModelPin | list[Problem]:
+def parse_document(path: str, data: bytes | TooLarge) -> ModelPin | list[Problem]:
     """YAML and the schema: what a pin's bytes mean, whatever file holds them."""
     doc = _document(path, data)
     if isinstance(doc, Problem):
@@ -144,7 +176,7 @@ def pin_rules(path: str, pin: ModelPin, model: str) -> list[Problem]:
         problems.extend(_param_problems(path, recipe, allowed, pin.training.params))
     if "seed" not in pin.training.params:
         problems.append(Problem(path, "training.params.seed", "is required: training must be repeatable", "seed"))
-    return problems
+    return capped(problems)
 
 
 def _param_problems(path: str, recipe: str, allowed: Mapping[str, type], params: Mapping[str, object]) -> list[Problem]:
@@ -164,11 +196,26 @@ def _param_problems(path: str, recipe: str, allowed: Mapping[str, type], params:
                 Problem(
                     path,
                     f"training.params.{name}",
-                    f"{value!r} is not of type {allowed[name].__name__}",
+                    f"{quote(value)} is not of type {allowed[name].__name__}",
                     "recipe-params",
                 )
             )
+        elif (why := _out_of_range(value)) is not None:
+            problems.append(Problem(path, f"training.params.{name}", f"{quote(value)} {why}", "param-range"))
     return problems
+
+
+PARAM_INT_RANGE = (-(2**31), 2**32 - 1)  # what numpy's seeds and scikit-learn's counts take
+
+
+def _out_of_range(value: object) -> str | None:
+    if isinstance(value, float) and not math.isfinite(value):
+        return "is not a finite number"
+    if isinstance(value, int) and not isinstance(value, bool):
+        low, high = PARAM_INT_RANGE
+        if not low <= value <= high:
+            return f"is outside [{low}, {high}]"
+    return None
 
 
 def _fits(value: object, kind: type) -> bool:
@@ -179,7 +226,7 @@ def _fits(value: object, kind: type) -> bool:
     return isinstance(value, kind)
 
 
-def parse_policy(data: bytes | None, path: str = POLICY_PATH) -> PromotionPolicy | list[Problem]:
+def parse_policy(data: bytes | TooLarge | None, path: str = POLICY_PATH) -> PromotionPolicy | list[Problem]:
     if data is None:
         return [Problem(path, "", "is missing: the release repo needs a promotion policy", "policy")]
     doc = _document(path, data)
@@ -206,13 +253,20 @@ class PinReader:
         self.envs = frozenset(self.order)
 
     def read(
-        self, path: str, blob: str, data: bytes | None, source_commit: str, where: PinPath | None = None
+        self,
+        path: str,
+        blob: str,
+        data: bytes | TooLarge | None,
+        source_commit: str,
+        where: PinPath | None = None,
     ) -> DesiredPin | Problem | None:
         if where is None:
             found = classify(path, self.envs)
             if not isinstance(found, PinPath):
                 return found
             where = found
+        if where.problem is not None:  # refused whatever it holds: its bytes are never parsed
+            return DesiredPin(where.environment, where.model, path, source_commit, None, (where.problem,))
         if blob not in self._valid and (path, blob) not in self._invalid:
             if data is None:
                 raise KeyError(f"{path}: blob {blob} is not cached and no data was given")
@@ -226,7 +280,7 @@ class PinReader:
             return DesiredPin(where.environment, where.model, path, source_commit, None, tuple(problems))
         return DesiredPin(where.environment, where.model, path, source_commit, pin, (), digest)
 
-    def prime(self, path: str, blob: str, data: bytes) -> None:
+    def prime(self, path: str, blob: str, data: bytes | TooLarge) -> None:
         """Parse a blob now (it may arrive before its turn, from a pipelined read)."""
         self._keep(path, blob, parse_document(path, data))
 

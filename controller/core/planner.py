@@ -85,7 +85,13 @@ def plan(
 ) -> Plan:
     order = {env: i for i, env in enumerate(policy.order)}
     keys = set(desired) | set(recorded) if evidence.candidates is None else set(evidence.candidates)
-    keys = {k for k in keys if k[0] in order}
+    # Outside the policy's order only pins refused as a whole (an environment folder the policy does
+    # not list) are looked at: they get their Rejected outcome, and a Removed one once deleted.
+    keys = {
+        k
+        for k in keys
+        if k[0] in order or k in desired or ((r := recorded.get(k)) is not None and r.phase is Phase.REJECTED)
+    }
     actions: list[Action] = []
     in_sync: list[Key] = []
     waiting: list[tuple[str, str, str]] = []
@@ -111,7 +117,7 @@ def plan(
         )
 
     checked_pins = checked(desired, recorded, policy, {model for _, model in keys})
-    for key in sorted(keys, key=lambda k: (order[k[0]], k[1])):
+    for key in sorted(keys, key=lambda k: (order.get(k[0], len(order)), k)):
         env, model = key
         d = checked_pins.get(key)
         r = recorded.get(key)
@@ -149,6 +155,8 @@ def checked(
                     released = _released(model, recorded, policy)
                 problem = _reused_version(d, d.pin.version, released)
             out[(env, model)] = with_problem(d, problem) if problem is not None else d
+    listed = set(policy.order)
+    out.update({k: d for k, d in desired.items() if k[0] not in listed and k[1] in wanted})
     return out
 
 

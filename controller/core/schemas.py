@@ -36,7 +36,17 @@ from controller.core.models import (
 from controller.core.yamlio import dump_yaml, load_yaml
 
 SCHEMA_BASE = "https://releasectl.dev/schemas/v1/"
-__all__ = ["Problem", "dump_yaml", "load_yaml", "schema_files", "schema_problems", "validator"]
+__all__ = [
+    "Problem",
+    "capped",
+    "dump_yaml",
+    "load_yaml",
+    "printable",
+    "quote",
+    "schema_files",
+    "schema_problems",
+    "validator",
+]
 
 DOCUMENTS: dict[str, type[ModelPin] | type[PromotionPolicy] | type[ModelStatus]] = {
     "ModelPin": ModelPin,
@@ -67,18 +77,59 @@ def validator(kind: str) -> Draft202012Validator:
     return Draft202012Validator(schema)
 
 
+# Bounded output: no input can make a message, a log line or a status body large.
+MAX_QUOTED = 80  # characters of a value quoted in a message
+MAX_FIELD = 120
+MAX_MESSAGE = 400
+MAX_PROBLEMS_PER_FILE = 10
+
+
+def _escaped(char: str) -> str:
+    return char.encode("unicode_escape").decode("ascii")
+
+
+def printable(text: str, limit: int) -> str:
+    """`text` with control, invisible and unprintable characters escaped (terminal escapes, bidi
+    overrides, zero-width spaces, lone surrogates), cut to `limit` characters."""
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else _escaped(c) for c in text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def quote(value: object, limit: int = MAX_QUOTED) -> str:
+    """A value as a message quotes it: repr, cut to about `limit` characters."""
+    if isinstance(value, str) and len(value) > limit:
+        return f"{value[: limit - 2]!r}… ({len(value):,} characters)"
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 @dataclass(frozen=True)
 class Problem:
-    """One thing wrong with one document: where, what, and which rule says so."""
+    """One thing wrong with one document: where, what, and which rule says so (bounded, printable)."""
 
     path: str
     field: str
     message: str
     rule: str
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", printable(self.path, MAX_FIELD + 80))
+        object.__setattr__(self, "field", printable(self.field, MAX_FIELD))
+        object.__setattr__(self, "message", printable(self.message, MAX_MESSAGE))
+        object.__setattr__(self, "rule", printable(self.rule, 40))
+
     def line(self) -> str:
         where = f"{self.path}: {self.field}" if self.field else self.path
         return f"{where}: {self.message} [{self.rule}]"
+
+
+def capped(problems: list[Problem], limit: int = MAX_PROBLEMS_PER_FILE) -> list[Problem]:
+    """At most `limit` lines for one file: the first ones, then how many more there are."""
+    if len(problems) <= limit:
+        return problems
+    rest = len(problems) - (limit - 1)
+    return [*problems[: limit - 1], Problem(problems[0].path, "", f"… and {rest} more problem(s)", "more")]
 
 
 # What a pattern means, said the way a person would say it.
@@ -90,7 +141,7 @@ PATTERNS = {
     GIT_SHA: "is not a full git commit sha (40 lowercase hex digits)",
     GATE: 'is not a gate like ">= 0.95" (operator >=, <=, >, < or == and a number)',
     DURATION: "is not a duration like 30s, 15m, 1h or 2d",
-    EMAIL: "is not an email address",
+    EMAIL: "is not a plain ASCII email address (name@domain.tld)",
 }
 
 
@@ -103,7 +154,7 @@ def _field(error: ValidationError) -> str:
         parts += missing[:1]
     elif error.validator == "additionalProperties" and isinstance(error.instance, dict):
         allowed = set(error.schema.get("properties", {}))
-        extra = sorted(k for k in error.instance if k not in allowed)
+        extra = sorted(str(k) for k in error.instance if k not in allowed)  # keys may be any YAML scalar
         parts += extra[:1]
     return ".".join(parts)
 
@@ -115,17 +166,21 @@ def _message(error: ValidationError) -> str:
         allowed = ", ".join(sorted(error.schema.get("properties", {})))
         return f"is not allowed here (allowed: {allowed})"
     if error.validator == "type" and error.validator_value == "string" and isinstance(error.instance, int | float):
-        return f"{error.instance!r} was read as a number, not text: quote it in the YAML"
+        return f"{quote(error.instance)} was read as a number, not text: quote it in the YAML"
     if error.validator == "pattern":
         meaning = PATTERNS.get(str(error.validator_value), f"does not match {error.validator_value!r}")
-        return f"{error.instance!r} {meaning}"
+        return f"{quote(error.instance)} {meaning}"
     if error.validator == "enum" and "propertyNames" in error.schema_path:
         return f"is not a known name (one of {', '.join(map(str, error.validator_value))})"
     if error.validator == "enum":
-        return f"{error.instance!r} is not one of {', '.join(map(str, error.validator_value))}"
+        return f"{quote(error.instance)} is not one of {', '.join(map(str, error.validator_value))}"
     if error.validator == "const":
-        return f"{error.instance!r} must be {error.validator_value!r}"
-    return str(error.message)
+        return f"{quote(error.instance)} must be {error.validator_value!r}"
+    if error.validator == "maxLength":
+        return f"{quote(error.instance)} is longer than {error.validator_value} characters"
+    if error.validator == "type":
+        return f"{quote(error.instance)} is not of type {quote(error.validator_value)}"
+    return printable(str(error.message), MAX_MESSAGE)
 
 
 def schema_problems(kind: str, path: str, doc: Any) -> list[Problem]:
@@ -136,7 +191,7 @@ def schema_problems(kind: str, path: str, doc: Any) -> list[Problem]:
         leaves = _leaves(error)
         for leaf in leaves:
             problems.append(Problem(path, _field(leaf), _message(leaf), str(leaf.validator)))
-    return _dedupe(problems)
+    return capped(_dedupe(problems))
 
 
 def _leaves(error: ValidationError) -> list[ValidationError]:

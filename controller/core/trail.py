@@ -30,6 +30,8 @@ from controller.core.models import (
     Phase,
 )
 from controller.core.schemas import load_yaml
+from controller.core.yamlio import MAX_DOCUMENT_BYTES, TooLarge
+from controller.errors import redact
 
 TRAILER_PREFIX = "Releasectl-"
 TRAILERS = (
@@ -49,13 +51,15 @@ _SAFE_VALUE = re.compile(r"^[A-Za-z0-9:._+@-]+$")
 _TRAILER_LINE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9-]*):\s*(.*)$")
 
 
-def parse_status(data: bytes) -> ModelStatus | None:
+def parse_status(data: bytes | TooLarge) -> ModelStatus | None:
     """A status file -> ModelStatus; None when it is not one (it is then treated as absent).
 
     The controller writes status files as JSON, which is YAML too: people, yq and editors read
     them as YAML, and the controller parses thousands of them at start-up ~40x faster than YAML.
     A file someone rewrote as block YAML still reads.
     """
+    if isinstance(data, TooLarge) or len(data) > MAX_DOCUMENT_BYTES:
+        return None
     if data.startswith(STATUS_HEADER):
         data = data[len(STATUS_HEADER) :]
     try:
@@ -110,7 +114,7 @@ def next_status(outcome: Outcome, previous: ModelStatus | None, now: datetime) -
         model=action.model,
         environment=action.environment,
         phase=outcome.phase,
-        reason=outcome.reason,
+        reason=redact(outcome.reason),
         desired=DesiredRef(version=action.version, spec_digest=action.spec_digest, source_commit=action.source_commit),
         live=live,
         artifact=outcome.artifact or (previous.artifact if previous and outcome.phase is Phase.BLOCKED else None),
@@ -235,7 +239,7 @@ def summary(outcome: Outcome, status: ModelStatus) -> str:
         )
         lines.append(f"How: {how}; artifact {outcome.artifact}.")
     if outcome.reason:
-        lines.append(f"Reason: {outcome.reason}")
+        lines.append(f"Reason: {redact(outcome.reason)}")
     for gate in outcome.gates:
         value = "n/a" if gate.value is None else f"{gate.value:.4g}"
         verdict = "passed" if gate.passed else "FAILED"

@@ -15,6 +15,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import IO, Any
 
+from controller.errors import redact
+
 FORMATS = ("text", "json")
 MAX_LINE = 2000  # no input can make a log line large
 
@@ -34,6 +36,7 @@ class Logger:
 
     def __call__(self, line: str, **fields: Any) -> None:
         level = "error" if line.startswith("error") else str(fields.pop("level", "info"))
+        line = redact(line)  # a URL with credentials in someone's error never reaches a log
         line = line if len(line) <= MAX_LINE else line[: MAX_LINE - 1] + "…"
         if self.format == "json":
             record = {"time": self.clock().isoformat(timespec="milliseconds").replace("+00:00", "Z"), "level": level}

@@ -27,10 +27,10 @@ from controller.adapters.git import CONTROLLER, GitRepo, Identity, PendingCommit
 from controller.core.models import Action, ActionKind, ModelStatus, Outcome, Phase, WorkflowRef
 from controller.core.outcomes import fold, record_only
 from controller.core.paths import status_path
-from controller.core.planner import CommitInfo, Evidence, plan
+from controller.core.planner import SETTLED, CommitInfo, Evidence, plan
 from controller.core.schemas import Problem
 from controller.core.trail import artifacts_by_digest, message, next_status, render_status
-from controller.errors import PermanentError
+from controller.errors import PermanentError, TransientError
 from controller.loop.approvals import commit_infos, with_trail_evidence
 from controller.loop.snapshot import Snapshot, SnapshotReader
 from controller.ports import (
@@ -129,6 +129,7 @@ class Reconciler:
         self._watermark: str | None = None
         self._adoption_base: str | None = None  # while adopting: written as Releasectl-Adopting
         self._infos: dict[str, CommitInfo] = {}
+        self._unpublished: list[Outcome] = []  # a pass whose push failed after its retries
 
     # -- entry points -----------------------------------------------------------------------------
 
@@ -190,7 +191,8 @@ class Reconciler:
         artifacts = dict(snap.artifacts)
         if self._found is None:
             self._found = {run.name: run for run in self.executor.list({LABEL_MANAGED: "releasectl"})}
-        done = self._collect(now, result)
+        carried, self._unpublished = self._unpublished, []
+        done = [o for o in carried + self._collect(now, result) if not self._settled_by_another(o, snap)]
         for outcome in done:
             key = outcome.action.key
             recorded[key] = next_status(outcome, recorded.get(key), now)
@@ -233,11 +235,23 @@ class Reconciler:
             self._adopting = False
         elif self._watermark is None:
             self._watermark = snap.reconciled or snap.head
-        result.published = self._publish(snap, result.outcomes, result)
+        try:
+            result.published = self._publish(snap, result.outcomes, result)
+        except TransientError:  # nothing landed: the next pass says these again, before its own
+            self._unpublished, self.snapshot = list(result.outcomes), snap
+            raise
         if not self._adopting:
             self._adoption_base = None
         self.snapshot = snap
         return result
+
+    def _settled_by_another(self, outcome: Outcome, snap: Snapshot) -> bool:
+        """Exactly one outcome per change: another writer (a second controller) settled it meanwhile."""
+        r = snap.recorded.get(outcome.action.key)
+        if r is None or r.desired.source_commit != outcome.action.source_commit or r.phase not in SETTLED:
+            return False
+        self.log(f"{outcome.action.environment}/{outcome.action.model}: this change already has an outcome; dropped")
+        return True
 
     def _in_flight_for(self, action: Action) -> bool:
         flight = self.in_flight.get(action.key)
@@ -421,8 +435,14 @@ class Reconciler:
                 f"attempt {attempt + 1}"
             )
 
-        head = self.repo.publish(snap.head, pending, self.identity, on_retry=retried)
-        self.log(f"recorded {len(pending)} outcome(s); pushed {head[:12]}", commit=head)
+        dropped: list[PendingCommit] = []  # another writer recorded the same change meanwhile
+
+        def drop(commit: PendingCommit) -> None:
+            dropped.append(commit)
+            self.log(f"{commit.message.splitlines()[0]}: this change already has an outcome on the new head; dropped")
+
+        head = self.repo.publish(snap.head, pending, self.identity, on_retry=retried, on_drop=drop)
+        self.log(f"recorded {len(pending) - len(dropped)} outcome(s); pushed {head[:12]}", commit=head)
         return head
 
 

@@ -31,6 +31,8 @@ from controller.core.paths import (
     split_status_path,
 )
 from controller.core.pins import (
+    GITLINK,
+    SYMLINK,
     DesiredPin,
     PinPath,
     PinReader,
@@ -40,7 +42,7 @@ from controller.core.pins import (
 from controller.core.planner import SupersededChange
 from controller.core.schemas import Problem
 from controller.core.trail import artifacts_by_digest, parse_status, parse_trailers
-from controller.core.yamlio import load_yaml
+from controller.core.yamlio import MAX_DOCUMENT_BYTES, TooLarge, load_yaml
 from controller.errors import GitError
 from controller.loop.forking import ChildFailed, Forked
 
@@ -71,6 +73,7 @@ class Snapshot:
     candidates: frozenset[Key] | None = None  # None: every key (full scan)
     waiting: set[Key] = field(default_factory=set)  # Blocked or Errored: kept up to date, never recomputed
     trail: str | None = None  # with a status branch: its head, where status files are read
+    special: dict[str, str] = field(default_factory=dict)  # path -> mode: symlinks, submodules (never read)
 
     def record(self, key: Key, status: ModelStatus | None) -> None:
         if status is None:
@@ -110,12 +113,19 @@ class SnapshotReader:
             if trail or not self.repo.status_branch
             else None
         )
-        files = self.repo.ls_tree(head)
+        tree = self.repo.tree(head)
         if self.repo.status_branch:  # pins from the people's branch, statuses from the trail's
-            files = {p: b for p, b in files.items() if not p.startswith(STATUS_ROOT)}
-            files.update(self.repo.ls_tree(trail, (STATUS_ROOT,)) if trail else {})
-        snap = Snapshot(head=head, files=files, policy=None, problems=[], trail=trail)
-        policy = parse_policy(self._blob(files.get(POLICY_PATH)))
+            for path in [p for p in tree.files if p.startswith(STATUS_ROOT)]:
+                del tree.files[path]
+            if trail:
+                trailing = self.repo.tree(trail, (STATUS_ROOT,))
+                tree.files.update(trailing.files)
+                tree.sizes.update(trailing.sizes)
+                tree.special.update(trailing.special)
+        files = tree.files
+        snap = Snapshot(head=head, files=files, policy=None, problems=[], special=tree.special, trail=trail)
+        refused = classify(POLICY_PATH, (), tree.special.get(POLICY_PATH, ""))
+        policy = [refused] if isinstance(refused, Problem) else parse_policy(self._blob(files.get(POLICY_PATH)))
         if isinstance(policy, list):
             snap.problems = policy
             return snap
@@ -132,12 +142,24 @@ class SnapshotReader:
                 snap.problems.append(where)
             elif where is not None:
                 pins[path] = where
+        for path, mode in tree.special.items():  # symlinks and submodules: refused, never followed
+            where = classify(path, reader.envs, mode)
+            if isinstance(where, Problem):
+                snap.problems.append(where)
+            elif where is not None:
+                pins[path] = where
+        for blob, size in tree.sizes.items():  # refused before a byte of them is read
+            if size > MAX_DOCUMENT_BYTES:
+                self._statuses.setdefault(blob, None)
+        for path, where in pins.items():
+            if where.problem is None and tree.sizes.get(files[path], 0) > MAX_DOCUMENT_BYTES:
+                reader.prime(path, files[path], TooLarge(tree.sizes[files[path]]))
         newest = newest_call.result() if newest_call is not None else []
         newest_trailers = parse_trailers(newest[0].message) if newest else {}
         reconciled = since or newest_trailers.get("Reconciled")
         range_call = self.repo.log_async(head, (ENV_ROOT,), since=reconciled) if reconciled else None
         self._parse(  # while git walks the range since the last reconciled commit
-            [(p, files[p]) for p in pins if not reader.known(p, files[p])]
+            [(p, files[p]) for p, w in pins.items() if w.problem is None and not reader.known(p, files[p])]
             + [(p, b) for p, b in statuses if b not in self._statuses]
         )
         for path, blob in statuses:
@@ -159,7 +181,7 @@ class SnapshotReader:
             key = (where.environment, where.model)
             status = snap.recorded.get(key)
             source = last_in_range.get(path) or (status.desired.source_commit if status else None)
-            desired = reader.read(path, files[path], None, source or NO_COMMIT, where)
+            desired = reader.read(path, files.get(path, ""), None, source or NO_COMMIT, where)
             assert isinstance(desired, DesiredPin)
             if source is None or (
                 path not in last_in_range
@@ -216,11 +238,15 @@ class SnapshotReader:
             trail=trail,
         )
         last = _last_touch(records)
+        new.special = dict(snap.special)
         for change in [c for r in records for c in r.changes] + status_changes:
-            if change.new_blob is None:
-                new.files.pop(change.path, None)
-            else:
+            new.files.pop(change.path, None)
+            new.special.pop(change.path, None)
+            if change.new_blob is not None and change.mode in (SYMLINK, GITLINK):
+                new.special[change.path] = change.mode
+            elif change.new_blob is not None:
                 new.files[change.path] = change.new_blob
+        unlisted: set[Key] = set()
         models: set[str] = set()
         for path in touched:
             status_key = split_status_path(path)
@@ -233,23 +259,25 @@ class SnapshotReader:
                             new.artifacts.setdefault(digest, artifact)
                 models.add(status_key[1])
                 continue
-            where = classify(path, reader.envs)
+            where = classify(path, reader.envs, new.special.get(path, ""))
             if isinstance(where, Problem):
-                if path in new.files:
+                if path in new.files or path in new.special:
                     new.problems.append(where)
                 continue
             if where is None:
                 continue
             key = (where.environment, where.model)
             models.add(where.model)
-            if path in new.files:
-                desired = reader.read(path, new.files[path], None, last[path], where)
+            if where.environment not in reader.envs:
+                unlisted.add(key)
+            if path in new.files or path in new.special:
+                desired = reader.read(path, new.files.get(path, ""), None, last[path], where)
                 assert isinstance(desired, DesiredPin)
                 new.desired[key] = desired
             else:
                 new.desired.pop(key, None)
                 new.deletions[key] = last[path]
-        new.candidates = frozenset({(env, m) for m in models for env in snap.policy.order} | new.waiting)
+        new.candidates = frozenset({(env, m) for m in models for env in snap.policy.order} | new.waiting | unlisted)
         new.superseded = self._superseded(records, new) + _replaced_before_recorded(records, snap, new)
         self._prune(new)
         return new
@@ -291,19 +319,23 @@ class SnapshotReader:
                     blob, path = change.new_blob, change.path
                     if path == POLICY_PATH:
                         return None
-                    if blob is None or blob in asked or reader.known(path, blob):
+                    if blob is None or blob in asked or reader.known(path, blob) or change.mode in (SYMLINK, GITLINK):
                         continue
                     asked[blob] = path
                     fresh.append(blob)
                 if feed is None and len(asked) >= STREAM_FROM:
-                    feed = self.repo.blob_feed()
+                    feed = self.repo.blob_feed(MAX_DOCUMENT_BYTES)
                     fresh = list(asked)
                 if feed is not None:
                     feed.want(fresh)
                     for blob, data in feed.ready():
                         self._ingest(asked[blob], blob, data)
             status_changes = statuses if isinstance(statuses, list) else statuses.result()
-            more = [c for c in status_changes if c.new_blob and c.new_blob not in self._statuses]
+            more = [
+                c
+                for c in status_changes
+                if c.new_blob and c.new_blob not in self._statuses and c.mode not in (SYMLINK, GITLINK)
+            ]
             for change in more:
                 asked.setdefault(change.new_blob or "", change.path)
             if feed is not None:
@@ -312,19 +344,19 @@ class SnapshotReader:
                     self._ingest(asked[blob], blob, data)
             else:
                 for blob, path in asked.items():
-                    self._ingest(path, blob, self.repo.read_blob(blob))
+                    self._ingest(path, blob, self.repo.read_blob_within(blob, MAX_DOCUMENT_BYTES))
         finally:
             if feed is not None:
                 feed.close()
         for record in records:  # an invalid pin's messages name its file: one parse per path
             for change in record.changes:
                 path, blob = change.path, change.new_blob
-                if blob and not reader.known(path, blob):
-                    reader.prime(path, blob, self.repo.read_blob(blob))
+                if blob and not reader.known(path, blob) and change.mode not in (SYMLINK, GITLINK):
+                    reader.prime(path, blob, self.repo.read_blob_within(blob, MAX_DOCUMENT_BYTES))
         records.reverse()
         return records, status_changes
 
-    def _ingest(self, path: str, blob: str, data: bytes) -> None:
+    def _ingest(self, path: str, blob: str, data: bytes | TooLarge) -> None:
         if path.startswith(STATUS_ROOT):
             self._statuses[blob] = parse_status(data)
         elif self._pins is not None:
@@ -337,8 +369,8 @@ class SnapshotReader:
             self._pins = PinReader(tuple(policy.order))
         return self._pins
 
-    def _blob(self, sha: str | None) -> bytes | None:
-        return None if sha is None else self.repo.read_blob(sha)
+    def _blob(self, sha: str | None) -> bytes | TooLarge | None:
+        return None if sha is None else self.repo.read_blob_within(sha, MAX_DOCUMENT_BYTES)
 
     def _parse(self, wanted: Sequence[tuple[str, str]]) -> None:
         """Parse every (path, blob) not parsed before: pipelined reads, parsing as blobs arrive.
@@ -369,11 +401,11 @@ class SnapshotReader:
             self._prime(share, docs)
         else:
             self._parse_statuses(statuses)
-            for blob, data in self.repo.iter_blobs([b for b, _ in pins]):
+            for blob, data in self.repo.iter_blobs([b for b, _ in pins], limit=MAX_DOCUMENT_BYTES):
                 reader.prime(blobs[blob], blob, data)
         for path, blob in wanted:  # an invalid pin's messages name its file: one parse per path
             if not path.startswith(STATUS_ROOT) and not reader.known(path, blob):
-                reader.prime(path, blob, self.repo.read_blob(blob))
+                reader.prime(path, blob, self.repo.read_blob_within(blob, MAX_DOCUMENT_BYTES))
 
     def _prime(self, pins: Sequence[tuple[str, str]], docs: dict[str, Any]) -> None:
         assert self._pins is not None
@@ -381,10 +413,10 @@ class SnapshotReader:
             if blob in docs:
                 self._pins.prime_document(path, blob, docs[blob])
             else:  # not YAML: the normal path says what is wrong, naming the file
-                self._pins.prime(path, blob, self.repo.read_blob(blob))
+                self._pins.prime(path, blob, self.repo.read_blob_within(blob, MAX_DOCUMENT_BYTES))
 
     def _parse_statuses(self, blobs: Sequence[str]) -> None:
-        for blob, data in self.repo.iter_blobs(blobs):
+        for blob, data in self.repo.iter_blobs(blobs, limit=MAX_DOCUMENT_BYTES):
             self._statuses[blob] = parse_status(data)
 
     def _documents(self, blobs: Sequence[str]) -> dict[str, Any]:
@@ -393,7 +425,7 @@ class SnapshotReader:
         Safe to run in a forked child: it reads through a cat-file of its own.
         """
         docs: dict[str, Any] = {}
-        for blob, data in self.repo.iter_blobs(blobs, pipelined=True):
+        for blob, data in self.repo.iter_blobs(blobs, pipelined=True, limit=MAX_DOCUMENT_BYTES):
             try:
                 docs[blob] = load_yaml(data)
             except (yaml.YAMLError, UnicodeDecodeError):
@@ -405,7 +437,7 @@ class SnapshotReader:
         if key is None:
             return
         if blob not in self._statuses:
-            self._statuses[blob] = parse_status(self.repo.read_blob(blob))
+            self._statuses[blob] = parse_status(self.repo.read_blob_within(blob, MAX_DOCUMENT_BYTES))
         status = self._statuses[blob]
         if status is not None and (status.environment, status.model) == key:
             snap.record(key, status)
@@ -427,13 +459,15 @@ class SnapshotReader:
         for record in records:
             for change in record.changes:
                 if change.path.startswith(ENV_ROOT):
-                    touches.setdefault(change.path, []).append((record.sha, change.new_blob))
+                    special = change.mode in (SYMLINK, GITLINK)  # its own Rejected outcome says why
+                    touches.setdefault(change.path, []).append((record.sha, None if special else change.new_blob))
         out: list[SupersededChange] = []
         for path, seq in touches.items():
             for (sha, blob), (next_sha, _) in itertools.pairwise(seq):
                 if blob is None:
                     continue
-                desired = reader.read(path, blob, None if reader.known(path, blob) else self.repo.read_blob(blob), sha)
+                data = None if reader.known(path, blob) else self.repo.read_blob_within(blob, MAX_DOCUMENT_BYTES)
+                desired = reader.read(path, blob, data, sha)
                 if isinstance(desired, DesiredPin):
                     out.append(
                         SupersededChange(

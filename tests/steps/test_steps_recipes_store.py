@@ -78,8 +78,9 @@ def test_get_refuses_tampered_and_missing_artifacts(tmp_path: Path) -> None:
     path.write_bytes(path.read_bytes() + b"x")
     with pytest.raises(common.CheckFailed, match=r"stored bytes hash to sha256 .*; the store is corrupt"):
         store.get(tmp_path, artifact)
-    with pytest.raises(common.CheckFailed, match="is not in the store"):
-        store.get(tmp_path, "sha256:" + "0" * 64)
+    with pytest.raises(store.ArtifactMissing, match="is not in the artifact store") as missing:
+        store.get(tmp_path, "sha256:" + "0" * 64)  # infrastructure (Errored), not a check that said no (Failed)
+    assert not isinstance(missing.value, common.CheckFailed)
     with pytest.raises(common.CheckFailed, match="is not a digest of the form sha256:<64 hex>"):
         store.get(tmp_path, "sha256:../../x")
 

@@ -74,6 +74,8 @@ def health_check(store_dir: Path, artifact: str, version: str) -> None:
         classes = list(estimator.classes_)
         if answer not in classes:
             raise ValueError(f"answered {answer!r}, not one of {classes}")
+    except store.ArtifactMissing:
+        raise  # infrastructure: Errored (retried), not a failed check of the user's version
     except Exception as exc:
         raise CheckFailed(f"health check of {version} ({artifact}) failed: {exc}") from None
 
@@ -182,7 +184,12 @@ def run_canary(
         serving.write_state(serving_dir, environment, model, {**base, "candidate": {**entry, "weight": weight}})
         router.forget(model)  # do not rely on the file's mtime alone between two quick writes
         routed = errors = live_errors = 0
-        for i in range(requests):
+        # A step is judged on the candidate's own requests: at a low weight, `requests` draws may
+        # route none to it, so keep going (up to 10x) until it has at least half its expected share.
+        wanted = max(1, round(requests * weight / 200))
+        sent = 0
+        while sent < requests or (routed < wanted and sent < 10 * requests):
+            i, sent = sent, sent + 1
             slot = router.pick(model)
             try:
                 router.predict_with(slot, rows[i % len(rows)].reshape(1, -1))
@@ -198,14 +205,14 @@ def run_canary(
         report["steps"].append(
             {
                 "weight": weight,
-                "requests": requests,
+                "requests": sent,
                 "candidate_requests": routed,
                 "errors": errors,
                 "error_rate": round(rate, 6),
                 "live_errors": live_errors,
             }
         )
-        print(f"canary {weight}%: {routed} of {requests} requests to {entry['version']}, {errors} errors")
+        print(f"canary {weight}%: {routed} of {sent} requests to {entry['version']}, {errors} errors")
         if rate > max_error_rate:  # the caller restores the state as it was before the deploy
             raise CheckFailed(f"canary error rate {rate:.3f} > {max_error_rate:g} at {weight}% traffic; {back}")
 

@@ -17,7 +17,7 @@ from git.exc import GitCommandError
 
 from controller.core.history import CommitRecord
 from controller.core.paths import raw_changes
-from controller.errors import UsageError
+from controller.errors import UsageError, redact
 
 TRACKING = "refs/remotes/origin/{branch}"
 _REJECTED = ("[rejected]", "non-fast-forward", "fetch first", "failed to update ref", "stale info")
@@ -82,8 +82,10 @@ def message_file(folder: str, message: str) -> str:
 
 
 def stderr_of(exc: GitCommandError) -> str:
+    """git's error text in one line, with any URL credentials redacted."""
     text = str(exc.stderr or exc).strip()
-    return " ".join(line.strip() for line in text.splitlines() if line.strip()).removeprefix("stderr: ").strip("'")
+    line = " ".join(line.strip() for line in text.splitlines() if line.strip()).removeprefix("stderr: ").strip("'")
+    return redact(line)
 
 
 def parse_log(out: str) -> Iterator[CommitRecord]:

@@ -19,6 +19,7 @@ from typing import IO
 from controller.adapters.git._common import parse_log
 from controller.core.history import CommitRecord
 from controller.core.paths import FileChange, raw_changes
+from controller.core.yamlio import TooLarge
 from controller.errors import GitError
 
 CHUNK = 1 << 16
@@ -99,7 +100,8 @@ def stream_log(
 class BlobFeed:
     """A `git cat-file --batch` fed while other work goes on; blobs come back in request order."""
 
-    def __init__(self, git_dir: str | os.PathLike[str]) -> None:
+    def __init__(self, git_dir: str | os.PathLike[str], limit: int | None = None) -> None:
+        self._limit = limit  # a blob over this many bytes streams past unkept, answered as TooLarge
         self._proc = subprocess.Popen(
             ["git", "cat-file", "--batch"], cwd=git_dir, stdin=subprocess.PIPE, stdout=subprocess.PIPE
         )
@@ -107,7 +109,7 @@ class BlobFeed:
         self._stdin: IO[bytes] = self._proc.stdin
         self._asked: list[str] = []
         self._got = 0
-        self._answers: queue.Queue[tuple[str, bytes] | BaseException] = queue.Queue()
+        self._answers: queue.Queue[tuple[str, bytes | TooLarge] | BaseException] = queue.Queue()
         self._reader = threading.Thread(target=self._read, args=(self._proc.stdout,), daemon=True)
         self._reader.start()
 
@@ -117,7 +119,7 @@ class BlobFeed:
             self._stdin.write(("\n".join(shas) + "\n").encode())
             self._stdin.flush()
 
-    def ready(self) -> Iterator[tuple[str, bytes]]:
+    def ready(self) -> Iterator[tuple[str, bytes | TooLarge]]:
         """Blobs that have arrived, without waiting."""
         while True:
             try:
@@ -126,7 +128,7 @@ class BlobFeed:
                 return
             yield self._take(answer)
 
-    def rest(self) -> Iterator[tuple[str, bytes]]:
+    def rest(self) -> Iterator[tuple[str, bytes | TooLarge]]:
         """Every blob still to come; stops asking for more."""
         self._stdin.close()
         while self._got < len(self._asked):
@@ -139,7 +141,7 @@ class BlobFeed:
             self._proc.kill()
         self._proc.wait()
 
-    def _take(self, answer: tuple[str, bytes] | BaseException) -> tuple[str, bytes]:
+    def _take(self, answer: tuple[str, bytes | TooLarge] | BaseException) -> tuple[str, bytes | TooLarge]:
         if isinstance(answer, BaseException):
             raise GitError(f"cat-file --batch: {answer}")
         self._got += 1
@@ -151,7 +153,17 @@ class BlobFeed:
                 parts = header.split()
                 if len(parts) != 3:
                     raise ValueError(b" ".join(parts).decode(errors="replace"))
-                data = stdout.read(int(parts[2]))
+                size = int(parts[2])
+                if self._limit is not None and size > self._limit:
+                    left = size + 1  # the object and its newline, read in chunks and dropped
+                    while left > 0:
+                        chunk = stdout.read(min(left, CHUNK))
+                        if not chunk:
+                            raise ValueError("cat-file ended inside an object")
+                        left -= len(chunk)
+                    self._answers.put((parts[0].decode(), TooLarge(size)))
+                    continue
+                data = stdout.read(size)
                 stdout.read(1)
                 self._answers.put((parts[0].decode(), data))
         except (ValueError, OSError) as exc:

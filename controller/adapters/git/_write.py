@@ -10,7 +10,7 @@ import os
 import random
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from io import BytesIO
 from typing import Any
 
@@ -28,11 +28,19 @@ from controller.adapters.git._common import (
 )
 from controller.adapters.git._trail import TrailMixin
 from controller.core.paths import ENV_ROOT, STATUS_ROOT
+from controller.core.trail import parse_trailers
 from controller.errors import GitError, PushRejected
 
 
 def _ssh_signing(key: str) -> list[str]:
     return ["git", "-c", "gpg.format=ssh", "-c", f"user.signingKey={key}"]
+
+
+def outcome_key(message: str) -> tuple[str, str, str] | None:
+    """(environment, model, source commit) of a status commit, from its trailers; None for others."""
+    trailers = parse_trailers(message)
+    env, model, source = trailers.get("Environment"), trailers.get("Model"), trailers.get("Source-Commit")
+    return (env, model, source) if env and model and source else None
 
 
 class WritingMixin(TrailMixin):
@@ -97,12 +105,23 @@ class WritingMixin(TrailMixin):
         attempts: int = 6,
         backoff_s: float = 0.05,
         on_retry: Any = None,
+        on_drop: Callable[[PendingCommit], None] | None = None,
     ) -> str:
-        """Write `commits` on `base` and push; on rejection fetch, replay on the new head, retry."""
+        """Write `commits` on `base` and push; on rejection fetch, replay on the new head, retry.
+
+        Exactly one outcome per change, whoever writes: before replaying, a commit whose outcome
+        (environment, model, source commit) landed meanwhile, from another controller, is dropped
+        (`on_drop` hears of it); when nothing is left, the new head is returned as it is.
+        """
         if not commits:
             return base
-        parent = (self.trail_head() or "") if self.status_branch else base
+        start = (self.trail_head() or "") if self.status_branch else base  # --status-branch: write there
+        parent = start
         for attempt in range(1, attempts + 1):
+            if parent != start:
+                commits = self._not_recorded_since(start, parent, commits, on_drop)
+                if not commits:
+                    return parent
             head = self.write_commits(parent, commits, identity)
             try:
                 self.push(head)
@@ -120,6 +139,28 @@ class WritingMixin(TrailMixin):
                 if self.status_branch:
                     parent = self.trail_head() or ""
         raise AssertionError("unreachable")
+
+    def _not_recorded_since(
+        self,
+        base: str,
+        head: str,
+        commits: Sequence[PendingCommit],
+        on_drop: Callable[[PendingCommit], None] | None,
+    ) -> list[PendingCommit]:
+        """`commits` less those whose outcome someone recorded in base..head (trailers of status commits)."""
+        landed = {
+            outcome_key(record.message)
+            for record in self.log_async(head, (STATUS_ROOT,), base, first_parent=False).result()  # type: ignore[attr-defined]
+        }
+        landed.discard(None)
+        kept = []
+        for pending in commits:
+            if outcome_key(pending.message) in landed:
+                if on_drop is not None:
+                    on_drop(pending)
+            else:
+                kept.append(pending)
+        return kept
 
     # -- what users do (CLI rollback / promote, the demo) -----------------------------------------
 

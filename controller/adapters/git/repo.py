@@ -16,6 +16,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import IO, Any
@@ -24,6 +25,8 @@ import git
 from git.exc import GitCommandError, InvalidGitRepositoryError, NoSuchPathError
 
 from controller.adapters.git._common import stderr_of
+from controller.adapters.git._credentials import configure as configure_credentials
+from controller.adapters.git._credentials import refuse_inline_password
 from controller.adapters.git._signed import SignedMixin
 from controller.adapters.git._stream import BlobFeed, LogCall, TreeDiff, stream_log
 from controller.adapters.git._trail import TrailMixin
@@ -31,9 +34,20 @@ from controller.adapters.git._worktree import WorktreeMixin
 from controller.adapters.git._write import WritingMixin
 from controller.core.history import CommitRecord
 from controller.core.paths import ENV_ROOT, STATUS_ROOT, FileChange
-from controller.errors import GitError, UsageError
+from controller.core.yamlio import TooLarge
+from controller.errors import GitError, UsageError, redact
 
 PIPELINE_FROM = 64  # below this many blobs, the warm object database is as fast
+REGULAR = ("100644", "100755")  # file modes; 120000 is a symlink, 160000 a submodule (gitlink)
+
+
+@dataclass
+class Tree:
+    """What `git ls-tree -r -l` lists: regular files, their sizes, and everything else apart."""
+
+    files: dict[str, str] = field(default_factory=dict)  # path -> blob sha
+    sizes: dict[str, int] = field(default_factory=dict)  # blob sha -> bytes
+    special: dict[str, str] = field(default_factory=dict)  # path -> mode (symlinks, submodules)
 
 
 def _more(stdout: IO[bytes], sha: str) -> bytes:
@@ -70,10 +84,12 @@ class GitRepo(WritingMixin, WorktreeMixin, SignedMixin, TrailMixin):
     ) -> GitRepo:
         """A bare clone the controller owns; reused when it exists (same remote).
 
+        Credentials come only from files or environment variables (_credentials.py).
         `fetch=False` leaves the first fetch to the first pass (the long-running loop retries it with
         backoff instead of dying at start). Lock files a killed git left behind more than
         STALE_LOCK_S ago are removed: only the controller writes this clone.
         """
+        refuse_inline_password(url)
         workdir = Path(workdir)
         if not (workdir / "HEAD").exists():
             workdir.mkdir(parents=True, exist_ok=True)
@@ -85,7 +101,10 @@ class GitRepo(WritingMixin, WorktreeMixin, SignedMixin, TrailMixin):
         repo.status_branch = status_branch
         current = repo.git.remote("get-url", "origin")
         if current != url:
-            raise UsageError(f"{workdir}: already a clone of {current}, not {url}; use another --workdir")
+            raise UsageError(
+                f"{workdir}: already a clone of {redact(current)}, not {redact(url)}; use another --workdir"
+            )
+        configure_credentials(repo.git, os.environ)
         if fetch:
             repo.fetch()
         return repo
@@ -126,37 +145,65 @@ class GitRepo(WritingMixin, WorktreeMixin, SignedMixin, TrailMixin):
             raise UsageError(f"{rev!r} is not a commit in {self.path}") from exc
 
     def ls_tree(self, rev: str, roots: Sequence[str] = (ENV_ROOT, STATUS_ROOT)) -> dict[str, str]:
-        """path -> blob sha of every file under `roots` at `rev`."""
+        """path -> blob sha of every regular file under `roots` at `rev` (no symlinks, no submodules)."""
         out = self.git.ls_tree("-r", "-z", "--full-tree", rev, "--", *[r.rstrip("/") for r in roots])
         files: dict[str, str] = {}
         for entry in str(out).split("\0"):
             if not entry:
                 continue
             meta, _, path = entry.partition("\t")
-            _mode, kind, sha = meta.split(" ")
-            if kind == "blob":
+            mode, _kind, sha = meta.split(" ")
+            if mode in REGULAR:
                 files[path] = sha
         return files
+
+    def tree(self, rev: str, roots: Sequence[str] = (ENV_ROOT, STATUS_ROOT)) -> Tree:
+        """Every entry under `roots` at `rev` with its mode and size: one `git ls-tree -r -l`.
+
+        Sizes let a reader refuse a file over a limit before reading a byte of it; symlinks and
+        submodules are listed apart, so nothing ever reads through one.
+        """
+        out = self.git.ls_tree("-r", "-z", "-l", "--full-tree", rev, "--", *[r.rstrip("/") for r in roots])
+        listing = Tree()
+        for entry in str(out).split("\0"):
+            if not entry:
+                continue
+            meta, _, path = entry.partition("\t")
+            mode, _kind, sha, size = meta.split()
+            if mode in REGULAR:
+                listing.files[path] = sha
+                listing.sizes[sha] = int(size)
+            else:
+                listing.special[path] = mode
+        return listing
 
     def read_blob(self, sha: str) -> bytes:
         data: bytes = self.repo.odb.stream(bytes.fromhex(sha)).read()
         return data
 
-    def read_blobs(self, shas: Sequence[str]) -> dict[str, bytes]:
+    def read_blob_within(self, sha: str, limit: int) -> bytes | TooLarge:
+        """A blob, or TooLarge when it is bigger than `limit` bytes (then none of it is read)."""
+        size = int(self.repo.odb.info(bytes.fromhex(sha)).size)
+        return TooLarge(size) if size > limit else self.read_blob(sha)
+
+    def read_blobs(self, shas: Sequence[str]) -> dict[str, bytes | TooLarge]:
         return dict(self.iter_blobs(shas))
 
-    def iter_blobs(self, shas: Sequence[str], *, pipelined: bool = False) -> Iterator[tuple[str, bytes]]:
+    def iter_blobs(
+        self, shas: Sequence[str], *, pipelined: bool = False, limit: int | None = None
+    ) -> Iterator[tuple[str, bytes | TooLarge]]:
         """Many blobs at once, as they arrive: one pipelined `git cat-file --batch`.
 
         The object database's persistent cat-file answers one request at a time; for the
         thousands of blobs of a start-up scan, pipelining them is several times faster, and a
-        caller that parses each blob as it arrives overlaps its work with git's.
+        caller that parses each blob as it arrives overlaps its work with git's. A blob over
+        `limit` bytes streams past unkept (memory stays bounded) and comes back as TooLarge.
         """
         if not shas:
             return
         if len(shas) < PIPELINE_FROM and not pipelined:  # (a forked child must not share the odb's pipes)
             for sha in shas:
-                yield sha, self.read_blob(sha)
+                yield sha, self.read_blob(sha) if limit is None else self.read_blob_within(sha, limit)
             return
         proc = subprocess.Popen(
             ["git", "cat-file", "--batch"], cwd=self.repo.git_dir, stdin=subprocess.PIPE, stdout=subprocess.PIPE
@@ -186,6 +233,13 @@ class GitRepo(WritingMixin, WorktreeMixin, SignedMixin, TrailMixin):
                     raise GitError(f"cat-file --batch: {b' '.join(header).decode(errors='replace')} for {sha}")
                 start = newline + 1
                 end = start + int(header[2])
+                if limit is not None and int(header[2]) > limit:
+                    while len(buffer) < end + 1:  # let it stream past without keeping it
+                        end -= len(buffer)
+                        buffer = _more(stdout, sha)
+                    yield sha, TooLarge(int(header[2]))
+                    at = end + 1
+                    continue
                 while len(buffer) < end + 1:  # the object and the newline after it
                     buffer += _more(stdout, sha)
                 yield sha, buffer[start:end]
@@ -294,9 +348,9 @@ class GitRepo(WritingMixin, WorktreeMixin, SignedMixin, TrailMixin):
         """What changed under `roots` between two commits, computed beside other work."""
         return TreeDiff(self.repo.git_dir, old, new, roots)
 
-    def blob_feed(self) -> BlobFeed:
+    def blob_feed(self, limit: int | None = None) -> BlobFeed:
         """A cat-file that takes requests while other work goes on (see _stream.BlobFeed)."""
-        return BlobFeed(self.repo.git_dir)
+        return BlobFeed(self.repo.git_dir, limit)
 
     def last_changes(self, rev: str, paths: Iterable[str]) -> dict[str, str]:
         """path -> the first-parent commit that last changed it at `rev` (one walk for all paths)."""
