@@ -195,9 +195,10 @@ def main() -> int:
     measure_hostile(log, hostile_out)
     loop_out = ROOT / "bench" / ("results-loop.json" if timed else "results-loop-small.json")
     loop_section(timed, loop_out, log)
+    argo_out = argo_section(timed)
     log(
-        f"wrote {scale.out.relative_to(ROOT)}, {steps_out.relative_to(ROOT)}, {hostile_out.relative_to(ROOT)} "
-        f"and {loop_out.relative_to(ROOT)}; "
+        f"wrote {scale.out.relative_to(ROOT)}, {steps_out.relative_to(ROOT)}, {hostile_out.relative_to(ROOT)}, "
+        f"{loop_out.relative_to(ROOT)} and {argo_out.relative_to(ROOT)}; "
         f"whole bench took {time.perf_counter() - started:.0f} s"
     )
     return 0
@@ -223,6 +224,29 @@ def step_section(timed: bool) -> Path:
     )
     out = ROOT / "bench" / ("results-steps.json" if timed else "results-steps-small.json")
     out.write_text(json.dumps(rows, indent=2) + "\n")
+    return out
+
+
+def argo_section(timed: bool) -> Path:
+    """Issue 8's figure, in the same run: the ArgoExecutor against the loopback Argo double, vs bare HTTP."""
+    import tempfile
+
+    from bench.argo_overhead import measure as measure_argo
+
+    count = 100 if timed else 20
+    log(f"\nargo executor ({count} workflows against the loopback Argo Server double):")
+    with tempfile.TemporaryDirectory(prefix="argo-bench-") as tmp:
+        row = measure_argo(count, Path(tmp))
+    req = row["requests"]
+    each = row["per_workflow_ms"]
+    log(f"  executor: submit + track to completion   {row['executor_s'] * 1000:9.1f} ms  ({each} ms each)")
+    log(f"  bare http.client: {count} POSTs + one raw stream {row['bare_s'] * 1000:9.1f} ms")
+    log(
+        f"  ratio {row['ratio']:.2f}; the server saw {req['creates']} creates, {req['lists']} list, "
+        f"{req['streams']} event stream, {req['gets']} GETs of a workflow ({req['events']} events)"
+    )
+    out = ROOT / "bench" / ("results-argo.json" if timed else "results-argo-small.json")
+    out.write_text(json.dumps([row], indent=2) + "\n")
     return out
 
 

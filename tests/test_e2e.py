@@ -266,7 +266,7 @@ def test_releasectl_serve_answers_predictions_for_the_live_version(setup: Setup)
         request = urllib.request.Request(
             f"{url}/v1/models/wine-classifier:predict", data=body, headers={"Content-Type": "application/json"}
         )
-        with urllib.request.urlopen(request, timeout=10) as response:
+        with urllib.request.urlopen(request, timeout=120) as response:  # the first request loads the model
             answer = json.loads(response.read())
         live = setup.status("production", "wine-classifier")["live"]["version"]
         assert answer["model_version"] == live and len(answer["predictions"]) == 3

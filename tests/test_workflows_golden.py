@@ -17,7 +17,7 @@ from hera.workflows.models import Workflow as ArgoWorkflow
 from controller.core.models import Action, ActionKind, LiveRef, ModelPin
 from controller.core.schemas import load_yaml
 from tests.argo_schema import errors
-from workflows.builders import Target, build, manifest
+from workflows.builders import Target, build, cluster_target, manifest
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = Path(__file__).parent / "golden"
@@ -27,6 +27,11 @@ TARGET = Target(
     serving_uri="file:///var/lib/releasectl/serving",
 )
 SOURCE = "0123456789abcdef0123456789abcdef01234567"
+IMAGE = "registry.example.com/releasectl/steps:0.1.0"
+CLUSTER_S3 = cluster_target("s3://releasectl-artifacts/prod", serving_namespace="models", image=IMAGE)
+CLUSTER_VOLUME = cluster_target(
+    "file:///mnt/releasectl", serving_namespace="models", image=IMAGE, serving_mode="knative"
+)
 
 
 PROD = ModelPin.model_validate(
@@ -75,28 +80,97 @@ CASES = {
     "rollback": _action(ActionKind.ROLLBACK, artifact="sha256:" + "b" * 64, live=LIVE),
     "remove": _action(ActionKind.REMOVE, live=LIVE),
 }
+CLUSTER_CASES = {
+    "cluster-s3-deploy-train": (CASES["deploy-train"], CLUSTER_S3),
+    "cluster-volume-rollback": (CASES["rollback"], CLUSTER_VOLUME),
+    "cluster-s3-remove": (CASES["remove"], CLUSTER_S3),
+}
+ALL = {**{name: (action, TARGET) for name, action in CASES.items()}, **CLUSTER_CASES}
 
 
-@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("case", list(ALL))
 def test_golden(case: str) -> None:
-    text = build(CASES[case], TARGET).to_yaml()
-    path = GOLDEN / f"{case}.yaml"
+    text = build(*ALL[case]).to_yaml()
+    # Cluster manifests mount volumes, which the local executor does not run: a folder of their own.
+    path = GOLDEN / "cluster" / f"{case}.yaml" if case in CLUSTER_CASES else GOLDEN / f"{case}.yaml"
     if os.environ.get("REGENERATE"):
+        path.parent.mkdir(exist_ok=True)
         path.write_text(text)
     assert path.is_file(), f"{path} is missing: run `make golden`"
     assert text == path.read_text(), f"{path} is stale: run `make golden` and review the diff"
 
 
-@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("case", list(ALL))
 @pytest.mark.parametrize("strict", [False, True], ids=["argo-schema", "argo-schema-strict"])
 def test_manifest_passes_argos_schema(case: str, strict: bool) -> None:
-    assert errors(manifest(CASES[case], TARGET), strict=strict) == []
+    assert errors(manifest(*ALL[case]), strict=strict) == []
 
 
-@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("case", list(ALL))
 def test_manifest_passes_heras_argo_models(case: str) -> None:
-    compiled = manifest(CASES[case], TARGET)
-    assert ArgoWorkflow.model_validate(compiled).metadata.name == CASES[case].workflow_name
+    compiled = manifest(*ALL[case])
+    assert ArgoWorkflow.model_validate(compiled).metadata.name == ALL[case][0].workflow_name
+
+
+def _scripts(compiled: dict[str, Any]) -> list[dict[str, Any]]:
+    return [t for t in compiled["spec"]["templates"] if "script" in t]
+
+
+@pytest.mark.parametrize("case", list(CLUSTER_CASES))
+def test_cluster_manifests_name_no_path_of_the_controllers_machine(case: str) -> None:
+    action, target = CLUSTER_CASES[case]
+    compiled = manifest(action, target)
+    text = yaml.safe_dump(compiled)
+    assert "/var/lib/releasectl" not in text and str(Path.home()) not in text and str(ROOT) not in text
+    uris = [
+        p["value"]
+        for t in compiled["spec"]["templates"]
+        if "dag" in t
+        for task in t["dag"]["tasks"]
+        for p in task["arguments"]["parameters"]
+        if p["name"].endswith("_uri") and p["value"]
+    ]
+    assert uris  # every step is told where things are...
+    if target.volume_path:  # ...on the shared volume, mounted at the same path in every pod
+        assert all(u.startswith("file:///mnt/releasectl/") or u.startswith("kserve://") for u in uris), uris
+        for t in _scripts(compiled):
+            mounts = {m["name"]: m["mountPath"] for m in t["script"]["volumeMounts"]}
+            assert mounts == {"shared": "/mnt/releasectl", "tmp": "/tmp"}
+            claims = {v["name"]: v for v in t["volumes"]}
+            assert claims["shared"]["persistentVolumeClaim"] == {"claimName": "releasectl-shared"}
+    else:  # ...or in object storage, with the credentials from a Secret
+        assert "file://" not in text
+        assert all(u.startswith("s3://releasectl-artifacts/prod/") or u.startswith("kserve://") for u in uris), uris
+        for t in _scripts(compiled):
+            env = {e["name"]: e.get("valueFrom", {}).get("secretKeyRef", {}).get("name") for e in t["script"]["env"]}
+            assert env["AWS_ACCESS_KEY_ID"] == env["AWS_SECRET_ACCESS_KEY"] == "releasectl-s3"
+    assert compiled["spec"]["serviceAccountName"] == "releasectl-steps"
+    for t in _scripts(compiled):
+        assert t["script"]["image"] == IMAGE
+        assert t["script"]["resources"] == {"limits": {"memory": "4Gi"}, "requests": {"cpu": "500m", "memory": "1Gi"}}
+        assert t["script"]["securityContext"]["runAsNonRoot"] is True
+        assert t["script"]["securityContext"]["readOnlyRootFilesystem"] is True
+
+
+def test_local_target_keeps_its_file_store_and_the_default_image_is_this_version() -> None:
+    compiled = manifest(CASES["deploy-train"], TARGET)
+    assert {t["script"]["image"] for t in _scripts(compiled)} == {"ghcr.io/releasectl/steps:0.1.0"}
+    assert "file:///var/lib/releasectl/store" in yaml.safe_dump(compiled)
+
+
+@pytest.mark.parametrize(
+    ("store", "message"),
+    [
+        ("/var/lib/releasectl", "must be s3://bucket/prefix or file:///path on a ReadWriteMany volume"),
+        ("file://host/share", "must be s3://bucket/prefix or file:///path on a ReadWriteMany volume"),
+        ("s3://", "must be s3://bucket/prefix"),
+        ("gs://bucket/x", "must be s3://bucket/prefix or file:///path"),
+    ],
+    ids=["bare-path", "file-with-host", "s3-without-bucket", "other-scheme"],
+)
+def test_cluster_target_refuses_stores_pods_cannot_reach(store: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        cluster_target(store, serving_namespace="models")
 
 
 def test_strict_schema_catches_a_misspelt_field() -> None:

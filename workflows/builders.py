@@ -20,10 +20,25 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
-from hera.workflows import DAG, Env, Parameter, RetryStrategy, RunnerScriptConstructor, Script, Task, Workflow
-from hera.workflows.models import ValueFrom
+from hera.workflows import (
+    DAG,
+    EmptyDirVolume,
+    Env,
+    ExistingVolume,
+    Parameter,
+    Resources,
+    RetryStrategy,
+    RunnerScriptConstructor,
+    Script,
+    SecretEnv,
+    Task,
+    Workflow,
+)
+from hera.workflows.models import Capabilities, SecurityContext, ValueFrom
 
+from controller import __version__
 from controller.core.contract import (
     DEPLOY,
     EVALUATE,
@@ -37,7 +52,7 @@ from controller.core.contract import (
     VALIDATE_DATA,
     VERDICT_PATH,
 )
-from controller.core.models import Action, ActionKind, ModelPin
+from controller.core.models import DNS_LABEL_RE, Action, ActionKind, ModelPin
 from controller.ports import (
     ANNOTATION_ATTEMPT,
     ANNOTATION_SOURCE,
@@ -55,22 +70,105 @@ from workflows.steps import train as train_steps
 from workflows.steps import validate_data as validate_steps
 
 LABEL = LABEL_PREFIX
+HERA_OUTPUTS = VERDICT_PATH.removesuffix(f"/parameters/{OUT_VERDICT}")  # /tmp/hera-outputs
 LABEL_VALUE_RE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")  # a Kubernetes label value
+
+
+STEPS_IMAGE = f"ghcr.io/releasectl/steps:{__version__}"
+S3_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL", "AWS_REGION")
 
 
 @dataclass(frozen=True)
 class Target:
-    """Where steps find data, keep artifacts and serve models; and how pods are shaped."""
+    """Where steps find data, keep artifacts and serve models; and how pods are shaped.
+
+    The LocalExecutor's target keeps file:// folders of the controller's home. A cluster target
+    (`cluster_target`) names only what every pod can reach: an s3:// store (credentials from the
+    Secret `s3_secret`) or a ReadWriteMany volume mounted at the same path in every pod, and a
+    KServe namespace for serving.
+    """
 
     store_uri: str
     data_uri: str
     serving_uri: str
-    image: str = "ghcr.io/releasectl/steps:0.1.0"
+    image: str = STEPS_IMAGE
     namespace: str = "releasectl"
     service_account: str | None = None
     step_deadline_s: int = 1800
     workflow_deadline_s: int = 3600
     retries: int = 2
+    cpu_request: str | None = None
+    memory_request: str | None = None
+    memory_limit: str | None = None
+    s3_secret: str | None = None  # a Secret with AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY (+ endpoint, region)
+    volume_claim: str | None = None  # a ReadWriteMany PVC mounted at volume_path in every pod
+    volume_path: str | None = None
+    serving_options: str = ""  # JSON for the KServe target (workflows/targets/kserve.py Options)
+    secure_pods: bool = False  # non-root, no privilege escalation, read-only root with /tmp an emptyDir
+
+
+def cluster_target(
+    artifact_store: str,
+    *,
+    serving_namespace: str,
+    image: str = STEPS_IMAGE,
+    namespace: str = "releasectl",
+    service_account: str = "releasectl-steps",
+    s3_secret: str = "releasectl-s3",  # noqa: S107 - the name of a Secret, not a secret
+    volume_claim: str = "releasectl-shared",
+    serving_mode: str = "standard",
+    ready_timeout_s: int = 600,
+) -> Target:
+    """A target whose manifests run on a cluster as they are: no path of the controller's machine.
+
+    `artifact_store` is `s3://bucket/prefix` or `file:///shared/path` (the mount path of the
+    ReadWriteMany PVC `volume_claim` in every pod). Artifacts go under `<store>/artifacts`, the
+    data catalog under `<store>/datasets`; serving is KServe in `serving_namespace`.
+    """
+    parts = urlsplit(artifact_store)
+    base = artifact_store.rstrip("/")
+    for what, value in (("namespace", namespace), ("serving namespace", serving_namespace)):
+        if not DNS_LABEL_RE.match(value):
+            raise ValueError(f"{what} {value!r} is not a DNS label")
+    if not image or any(c.isspace() for c in image):
+        raise ValueError(f"image {image!r} must be an image reference")
+    if serving_mode not in ("standard", "knative"):
+        raise ValueError(f"serving mode {serving_mode!r} must be standard or knative")
+    claim = path = secret = None
+    if parts.scheme == "s3":
+        if not parts.netloc or parts.query or parts.fragment:
+            raise ValueError(f"artifact store {artifact_store!r} must be s3://bucket/prefix")
+        secret = s3_secret
+    elif parts.scheme == "file" and parts.netloc == "" and parts.path.startswith("/") and parts.path != "/":
+        claim, path = volume_claim, parts.path.rstrip("/")
+    else:
+        raise ValueError(
+            f"artifact store {artifact_store!r}: on a cluster it must be s3://bucket/prefix or "
+            "file:///path on a ReadWriteMany volume mounted in every pod"
+        )
+    # The predictor runs in the serving namespace with its default service account: it needs no API.
+    options = {
+        "image": image,
+        "mode": serving_mode,
+        "s3_secret": secret or "",
+        "ready_timeout_s": ready_timeout_s,
+    }
+    return Target(
+        store_uri=f"{base}/artifacts",
+        data_uri=f"{base}/datasets",
+        serving_uri=f"kserve://{serving_namespace}",
+        image=image,
+        namespace=namespace,
+        service_account=service_account,
+        cpu_request="500m",
+        memory_request="1Gi",
+        memory_limit="4Gi",
+        s3_secret=secret,
+        volume_claim=claim,
+        volume_path=path,
+        serving_options=json.dumps(options, sort_keys=True, separators=(",", ":")),
+        secure_pods=True,
+    )
 
 
 def manifest(action: Action, target: Target) -> dict[str, Any]:
@@ -109,15 +207,47 @@ def _workflow(action: Action, target: Target) -> Workflow:
 
 
 def _script(fn: Callable[..., Any], name: str, target: Target, *, retry: bool = True) -> Script:
+    env: list[Any] = [Env(name="PYTHONUNBUFFERED", value="1")]
+    if target.s3_secret:
+        # The standard AWS variables from the Secret; only the keys are optional beyond the first two.
+        env += [
+            SecretEnv(name=key, secret_name=target.s3_secret, secret_key=key, optional=key in S3_ENV[2:] or None)
+            for key in S3_ENV
+        ]
+    volumes: list[Any] = []
+    if target.volume_claim and target.volume_path:
+        volumes.append(ExistingVolume(name="shared", claim_name=target.volume_claim, mount_path=target.volume_path))
+    if target.secure_pods:
+        volumes.append(EmptyDirVolume(name="tmp", mount_path="/tmp"))  # noqa: S108 - the runner's outputs, in the pod
+    resources = None
+    if target.cpu_request or target.memory_request or target.memory_limit:
+        resources = Resources(
+            cpu_request=target.cpu_request, memory_request=target.memory_request, memory_limit=target.memory_limit
+        )
+    security = (
+        SecurityContext(
+            run_as_non_root=True,
+            allow_privilege_escalation=False,
+            read_only_root_filesystem=True,
+            capabilities=Capabilities(drop=["ALL"]),
+        )
+        if target.secure_pods
+        else None
+    )
     return Script(
         name=name,
         source=fn,
         image=target.image,
-        constructor=RunnerScriptConstructor(),
+        # Every step writes its verdict under Hera's outputs folder, even one with no outputs of its own
+        # (gates-failed): Hera sets hera__outputs_directory only for functions that return outputs.
+        constructor=RunnerScriptConstructor(outputs_directory=HERA_OUTPUTS),
         # Argo's schema types IntOrString fields as strings: write them so, and they validate as published.
         active_deadline_seconds=str(target.step_deadline_s),
         retry_strategy=RetryStrategy(limit=str(target.retries), retry_policy="OnError") if retry else None,
-        env=[Env(name="PYTHONUNBUFFERED", value="1")],
+        env=env,
+        resources=resources,
+        volumes=volumes or None,
+        security_context=security,
         # Every step's verdict (controller/core/contract.py); empty when the step never got to say.
         outputs=[Parameter(name=OUT_VERDICT, value_from=ValueFrom(path=VERDICT_PATH, default=""))],
     )
@@ -130,10 +260,14 @@ def _pin(action: Action) -> ModelPin:
 
 
 def _data_args(pin: ModelPin, target: Target) -> dict[str, str]:
+    dataset = pin.training.dataset
     return {
-        "dataset": pin.training.dataset.name,
-        "dataset_sha256": pin.training.dataset.sha256,
+        "dataset": dataset.name,
+        "dataset_sha256": dataset.sha256,
         "data_uri": target.data_uri,
+        "dataset_uri": dataset.uri or "",
+        "dataset_format": dataset.format or "",
+        "target_column": dataset.target or "",
     }
 
 
@@ -149,6 +283,7 @@ def _deploy_args(action: Action, pin: ModelPin, target: Target, artifact: Any, s
         "store_uri": target.store_uri,
         "serving_uri": target.serving_uri,
         **_data_args(pin, target),
+        "serving_options": target.serving_options,
     }
 
 
@@ -247,6 +382,7 @@ def build_remove(action: Action, target: Target) -> Workflow:
                     "environment": action.environment,
                     "model": action.model,
                     "serving_uri": target.serving_uri,
+                    "serving_options": target.serving_options,
                 },
             )
     return w

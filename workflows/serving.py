@@ -27,6 +27,7 @@ from numpy.typing import NDArray
 
 from controller.core.models import DNS_LABEL, DNS_LABEL_RE
 from workflows import store
+from workflows.objects import open_location
 from workflows.steps.common import check_label, write_json_atomic
 
 MAX_BODY = 10 * 1024 * 1024
@@ -124,7 +125,7 @@ class Router:
         self, serving_dir: Path | str, store_dir: Path | str, environment: str, seed: int | None = None
     ) -> None:
         self.serving_dir = Path(serving_dir)
-        self.store_dir = Path(store_dir)
+        self.store_dir = open_location(store_dir)  # a folder, or s3:// on a cluster
         self.environment = check_label(environment, "environment")
         self._rng = random.Random(seed)  # noqa: S311 - traffic splitting, not cryptography
         self._lock = threading.Lock()

@@ -2,9 +2,11 @@
 
 Place in the flow: the train step puts the fitted estimator here and returns its digest
 ("sha256:<hex>"), which the controller records as the version's artifact; evaluate, deploy and
-the serving endpoint get it back by that digest. Layout: `<store>/sha256/<hex>.skops` plus
-`<hex>.json` metadata. Never pickle: skops loads only types on an allow-list, and `get`
-re-hashes the bytes, so what runs is exactly what was evaluated.
+the serving endpoint (local, or the KServe predictor) get it back by that digest. Layout:
+`<store>/sha256/<hex>.skops` plus `<hex>.json` metadata, in a folder or under an `s3://` prefix
+(workflows/objects.py). Never pickle: skops loads only types on an allow-list, and `get`
+re-hashes the bytes, so what runs is exactly what was evaluated. A missing artifact is
+ArtifactMissing (infrastructure: the step ends Errored and is retried), never Failed.
 """
 
 import hashlib
@@ -13,14 +15,17 @@ import re
 from pathlib import Path
 from typing import Any
 
-from workflows.steps.common import CheckFailed, short, utc_now, write_atomic, write_json_atomic
+from workflows.objects import Location, ObjectMissing, open_location
+from workflows.steps.common import CheckFailed, short, utc_now
+
+StoreLike = Path | str | Location
 
 ARTIFACT_RE = re.compile(r"^sha256:([0-9a-f]{64})$")
 # Types whose module starts with one of these may be loaded; anything else is refused.
 TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.")
 
 
-class ArtifactMissing(Exception):
+class ArtifactMissing(LookupError):
     """The status trail names an artifact this store does not hold: infrastructure, not the user's pin.
 
     Not a CheckFailed: the step's verdict is Errored (retried with backoff), never Failed. It happens
@@ -35,26 +40,36 @@ def _hex(artifact: str) -> str:
     return match.group(1)
 
 
-def paths(store_dir: Path | str, artifact: str) -> tuple[Path, Path]:
-    """(model file, metadata file) of an artifact."""
+def keys(artifact: str) -> tuple[str, str]:
+    """(model key, metadata key) of an artifact inside a store."""
     hexdigest = _hex(artifact)
-    base = Path(store_dir) / "sha256"
-    return base / f"{hexdigest}.skops", base / f"{hexdigest}.json"
+    return f"sha256/{hexdigest}.skops", f"sha256/{hexdigest}.json"
 
 
-def exists(store_dir: Path | str, artifact: str) -> bool:
-    return paths(store_dir, artifact)[0].is_file()
+def paths(store_dir: Path | str, artifact: str) -> tuple[Path, Path]:
+    """(model file, metadata file) of an artifact in a local store."""
+    model_key, meta_key = keys(artifact)
+    return Path(store_dir) / model_key, Path(store_dir) / meta_key
 
 
-def put(store_dir: Path | str, estimator: Any, meta: dict[str, Any]) -> str:
+def exists(store: StoreLike, artifact: str) -> bool:
+    return open_location(store).exists(keys(artifact)[0])
+
+
+def has_meta(store: StoreLike, artifact: str) -> bool:
+    return open_location(store).exists(keys(artifact)[1])
+
+
+def put(store: StoreLike, estimator: Any, meta: dict[str, Any]) -> str:
     """Store a fitted estimator in skops format; "sha256:<hex>" of its bytes."""
     import skops.io
 
+    where = open_location(store)
     data = skops.io.dumps(estimator)
     artifact = "sha256:" + hashlib.sha256(data).hexdigest()
-    model_path, meta_path = paths(store_dir, artifact)
-    if not model_path.is_file():
-        write_atomic(model_path, data)
+    model_key, meta_key = keys(artifact)
+    if not where.exists(model_key):
+        where.put(model_key, data)
     classes = getattr(estimator, "classes_", None)
     record = {
         "artifact": artifact,
@@ -65,21 +80,23 @@ def put(store_dir: Path | str, estimator: Any, meta: dict[str, Any]) -> str:
         "size": len(data),
         **meta,
     }
-    if not meta_path.is_file():
-        write_json_atomic(meta_path, record)
+    if not where.exists(meta_key):
+        where.put(meta_key, (json.dumps(record, indent=2, sort_keys=True) + "\n").encode())
     return artifact
 
 
-def read_bytes(store_dir: Path | str, artifact: str) -> bytes:
+def read_bytes(store: StoreLike, artifact: str) -> bytes:
     """The artifact's bytes, after checking that they still hash to its name."""
-    model_path, _ = paths(store_dir, artifact)
-    if not model_path.is_file():
+    where = open_location(store)
+    model_key, _ = keys(artifact)
+    try:
+        data = where.get(model_key)
+    except ObjectMissing:
         raise ArtifactMissing(
-            f"artifact {artifact} is not in the artifact store {store_dir}: the status trail names it, so another "
+            f"artifact {artifact} is not in the artifact store {where.uri}: the status trail names it, so another "
             "controller with its own store built it, or this store lost it (run one controller per release repo, "
             "or share its store)"
-        )
-    data = model_path.read_bytes()
+        ) from None
     got = hashlib.sha256(data).hexdigest()
     if got != _hex(artifact):
         raise CheckFailed(f"artifact {artifact}: stored bytes hash to sha256 {short(got)}; the store is corrupt")
@@ -96,23 +113,25 @@ def untrusted_types(data: bytes) -> tuple[list[str], list[str]]:
     return allowed, refused
 
 
-def get(store_dir: Path | str, artifact: str) -> Any:
+def get(store: StoreLike, artifact: str) -> Any:
     """The estimator stored under `artifact`, verified and loaded without pickle."""
     import skops.io
 
-    data = read_bytes(store_dir, artifact)
+    data = read_bytes(store, artifact)
     allowed, refused = untrusted_types(data)
     if refused:
         raise CheckFailed(f"artifact {artifact}: refusing to load types outside the allow-list: {', '.join(refused)}")
     return skops.io.loads(data, trusted=allowed)
 
 
-def meta(store_dir: Path | str, artifact: str) -> dict[str, Any]:
+def meta(store: StoreLike, artifact: str) -> dict[str, Any]:
     """The metadata written next to the artifact by `put`."""
-    _, meta_path = paths(store_dir, artifact)
-    if not meta_path.is_file():
-        raise ArtifactMissing(f"artifact {artifact} has no metadata in the artifact store {store_dir}")
-    value = json.loads(meta_path.read_text())
+    where = open_location(store)
+    _, meta_key = keys(artifact)
+    try:
+        value = json.loads(where.get(meta_key))
+    except ObjectMissing:
+        raise ArtifactMissing(f"artifact {artifact} has no metadata in the artifact store {where.uri}") from None
     if not isinstance(value, dict):
-        raise ValueError(f"{meta_path}: metadata is not a JSON object")
+        raise ValueError(f"{where.uri}/{meta_key}: metadata is not a JSON object")
     return value

@@ -358,9 +358,11 @@ def parser() -> argparse.ArgumentParser:
         "the controller: fetch, plan, run workflows, record outcomes, push",
         "releasectl reconcile --repo file:///srv/releases.git --once --fail-on Failed,Errored",
     )
+    from controller.app.cluster_wiring import add_cluster_arguments
     from controller.app.run import add_reconcile_arguments
 
     add_reconcile_arguments(rec)
+    add_cluster_arguments(rec)
     rec.add_argument(
         "--fail-on",
         metavar="PHASES",

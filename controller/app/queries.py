@@ -17,7 +17,7 @@ from controller.core.pins import parse_policy
 from controller.core.planner import checked, plan
 from controller.core.render import PlanView, status_rows
 from controller.core.schemas import Problem, load_yaml
-from controller.core.trail import parse_status, parse_trailers
+from controller.core.trail import parse_trailers
 from controller.errors import PermanentError, UsageError
 from controller.loop.reconciler import gather_evidence, utcnow
 from controller.loop.snapshot import Snapshot, SnapshotReader
@@ -98,47 +98,7 @@ def status(repo: GitRepo, rev: str = "HEAD", environment: str | None = None) -> 
     order = snap.policy.order
     if environment is not None and environment not in order:
         raise UsageError(f"unknown environment {environment!r} (environments: {', '.join(order)})")
-    rows = status_rows(snap.desired, snap.recorded, order, environment)
-    found = _live_metrics(repo, snap, [(str(r["environment"]), str(r["model"])) for r in rows])
-    for row in rows:
-        row["live_metrics"] = found.get((str(row["environment"]), str(row["model"])), {})
-    return rows
-
-
-def _live_metrics(
-    repo: GitRepo, snap: Snapshot, keys: list[tuple[str, str]]
-) -> dict[tuple[str, str], dict[str, float]]:
-    """The metrics of the version that is live, which are not the latest outcome's after a Failed one.
-
-    A status file keeps the latest outcome's metrics; when that outcome did not deploy (or was a
-    rollback, which measures nothing), the live version's figures are in the status file of the
-    commit that deployed and evaluated it: ONE path-limited log over those files, streamed newest
-    first and stopped when every row has its figures, however many rows need it.
-    """
-    found: dict[tuple[str, str], dict[str, float]] = {}
-    wanted: dict[str, tuple[tuple[str, str], str]] = {}  # status path -> (key, live spec digest)
-    for key in keys:
-        status = snap.recorded.get(key)
-        if status is None or status.live is None:
-            continue
-        if status.metrics and status.phase is Phase.DEPLOYED and status.desired.spec_digest == status.live.spec_digest:
-            found[key] = dict(status.metrics)
-        else:
-            wanted[status_path(*key)] = (key, status.live.spec_digest)
-    if not wanted:
-        return found
-    for record in repo.stream_log(snap.head, None, sorted(wanted)):  # newest first; stops when all are found
-        for change in record.changes:
-            target = wanted.get(change.path)
-            if target is None or change.new_blob is None:
-                continue
-            old = parse_status(repo.read_blob(change.new_blob))
-            if old is not None and old.metrics and old.phase is Phase.DEPLOYED and old.desired.spec_digest == target[1]:
-                found[target[0]] = dict(old.metrics)
-                del wanted[change.path]
-        if not wanted:
-            break
-    return found
+    return status_rows(snap.desired, snap.recorded, order, environment)
 
 
 def history(repo: GitRepo, model: str, environment: str | None = None, rev: str = "HEAD") -> list[HistoryRow]:

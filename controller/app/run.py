@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from controller.app.argo_wiring import add_argo_arguments, argo_compiler, argo_executor
 from controller.errors import UsageError
 from controller.loop.logs import FORMATS, Logger
 from controller.loop.reconciler import PassResult, Reconciler, default_parallel
@@ -58,13 +59,16 @@ def add_reconcile_arguments(rec: argparse.ArgumentParser) -> None:
         metavar="S",
         help="a run still unfinished after S seconds is stopped and Errored (default: 3600)",
     )
-    rec.add_argument("--executor", choices=["local"], default="local", help="where workflows run (default: local)")
+    rec.add_argument(
+        "--executor", choices=["local", "argo"], default="local", help="where workflows run (default: local)"
+    )
     rec.add_argument("--home", help="state folder (default: $RELEASECTL_HOME or ~/.local/share/releasectl)")
     rec.add_argument("--workdir", help="the controller's clone (default: under --home)")
     rec.add_argument("--identity", help="'Name <email>' of status commits (default: releasectl)")
     rec.add_argument("--format", choices=["text", "json"], default="text", help="--once's report (default: text)")
     rec.add_argument("--log-format", choices=FORMATS, default="text", help="log lines on stderr (default: text)")
     rec.add_argument("-v", "--verbose", action="store_true", help="also log every workflow step")
+    add_argo_arguments(rec)
 
 
 def webhook_secret(path: str | None) -> bytes | None:
@@ -93,6 +97,7 @@ def build(
         raise UsageError("--max-parallel must be at least 1")
     home = Home.resolve(args.home)
     identity = Identity.parse(args.identity) if args.identity else CONTROLLER
+    argo = argo_executor(args, log=log) if args.executor == "argo" else None  # its flags checked before a clone
     workdir = args.workdir or home.workdir(args.repo)
     lock = statelock.acquire(home.root)  # one controller per state folder: exit 3 when another holds it
     try:
@@ -100,14 +105,22 @@ def build(
         repo = GitRepo.controller_clone(args.repo, workdir, args.branch, fetch=not forever)
         repo.signing_key = getattr(args, "signing_key", None)  # status commits are ssh-signed with it
         repo.status_branch = getattr(args, "status_branch", None)  # the trail on its own branch
-        executor = detached_executor(home, max_parallel=args.max_parallel)
+        executor = argo if argo is not None else detached_executor(home, max_parallel=args.max_parallel)
     except BaseException:
+        if argo is not None:
+            argo.close()
         lock.release()
         raise
+    from controller.app import cluster_wiring
+
+    if cluster_wiring.workflow_target(args) is not None:  # --artifact-store and --target kserve
+        compile_action = cluster_wiring.compiler(args, home)
+    else:
+        compile_action = argo_compiler(home, args) if argo is not None else compiler(home)
     reconciler = Reconciler(
         repo,
         executor,
-        compiler(home),
+        compile_action,
         identity=identity,
         log=log,
         workflow_timeout_s=args.workflow_timeout,
@@ -154,7 +167,16 @@ def run_forever(args: argparse.Namespace) -> int:
     log = Logger(args.log_format)
     reconciler, _executor, close = build(args, log, forever=True)
     metrics = Metrics()
-    ctl = Controller(reconciler, interval_s=interval, metrics=metrics, log=log, commit_time=reconciler.repo.commit_time)
+    from controller.app.cluster_wiring import leadership
+
+    ctl = Controller(
+        reconciler,
+        interval_s=interval,
+        metrics=metrics,
+        log=log,
+        commit_time=reconciler.repo.commit_time,
+        leadership=leadership(args, log),
+    )
     server = None
     if listen is not None:
         endpoints = Endpoints(

@@ -16,7 +16,15 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    StringConstraints,
+    model_serializer,
+    model_validator,
+)
 
 API_VERSION = "releasectl/v1"
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
@@ -101,11 +109,46 @@ class _Frozen(BaseModel):
 # ModelPin
 
 
+DATASET_URI = r"^(file:///[^\s?#]+|s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/[^\s?#]+)$"
+TARGET_COLUMN = r"^[^\s,\"][^,\"\r\n]{0,127}$"
+
+
 class DatasetRef(_Frozen):
-    name: DnsLabel = Field(description="A dataset in the data catalog (breast-cancer, wine, digits, ...)")
-    sha256: Annotated[str, StringConstraints(pattern=SHA256_HEX)] = Field(
-        description="sha256 of the dataset snapshot the model must be trained on"
+    """A snapshot in the data catalog (by name), or a user's own file (by `uri`), pinned by sha256.
+
+    The optional fields are left out of the canonical JSON when unset, so the spec digest of a
+    catalog-dataset pin is what it was before they existed.
+    """
+
+    name: DnsLabel = Field(
+        description="A dataset in the data catalog (breast-cancer, wine, digits, ...), or a name for `uri`"
     )
+    sha256: Annotated[str, StringConstraints(pattern=SHA256_HEX)] = Field(
+        description="sha256 of the dataset snapshot the model must be trained on (of the file's bytes, for `uri`)"
+    )
+    uri: Annotated[str, StringConstraints(pattern=DATASET_URI, max_length=1024)] | None = Field(
+        default=None, description="A user's dataset: file:///absolute/path or s3://bucket/key, CSV or Parquet"
+    )
+    format: Literal["csv", "parquet"] | None = Field(
+        default=None, description="csv or parquet (default: from the uri's suffix: .csv, .parquet or .pq)"
+    )
+    target: Annotated[str, StringConstraints(pattern=TARGET_COLUMN)] | None = Field(
+        default=None,
+        description="The column of integer class labels (default: target); every other column is a feature",
+    )
+
+    @model_validator(mode="after")
+    def _uri_fields(self) -> DatasetRef:
+        if self.uri is None and (self.format is not None or self.target is not None):
+            raise ValueError("dataset.format and dataset.target need dataset.uri (catalog snapshots have their own)")
+        if self.uri is not None and self.format is None and not self.uri.lower().endswith((".csv", ".parquet", ".pq")):
+            raise ValueError("dataset.format must be given when dataset.uri does not end in .csv, .parquet or .pq")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _omit_unset(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        return {k: v for k, v in data.items() if v is not None or k in ("name", "sha256")}
 
 
 class Training(_Frozen):

@@ -156,6 +156,8 @@ def status_rows(
                 "recorded_for": r.desired.source_commit if r is not None else None,
                 "reason": r.reason if r is not None else "",
                 "metrics": dict(r.metrics) if r is not None else {},
+                # the latest outcome's figures are that version's, which is not the live one after a Failed candidate
+                "metrics_version": r.desired.version if r is not None and r.metrics else None,
             }
         )
     return rows
@@ -167,9 +169,9 @@ def status_table(rows: Sequence[Mapping[str, Any]]) -> str:
         # a newer pin change than the one recorded waits for the controller; a deleted pin does not
         stale = row["source_commit"] is not None and row["recorded_for"] not in (None, row["source_commit"])
         phase = "Pending" if stale else row["phase"]
-        # the live version's figures: after a Failed candidate the latest outcome's are not the live one's
-        live_metrics = row.get("live_metrics", row["metrics"] if row["live"] else {})
-        metric = ", ".join(f"{k}={v:.3f}" for k, v in sorted(live_metrics.items()) if k in ("roc_auc", "accuracy"))
+        metric = ", ".join(f"{k}={v:.3f}" for k, v in sorted(row["metrics"].items()) if k in ("roc_auc", "accuracy"))
+        if metric and row["metrics_version"] != row["live"]:  # a Failed candidate's figures, said as such
+            metric = f"{row['metrics_version']}: {metric}"
         body.append(
             [
                 row["model"],
@@ -182,7 +184,7 @@ def status_table(rows: Sequence[Mapping[str, Any]]) -> str:
                 _truncate(row["reason"], 70),
             ]
         )
-    return table(["MODEL", "ENV", "DESIRED", "LIVE", "PHASE", "LIVE SINCE", "LIVE METRICS", "REASON"], body)
+    return table(["MODEL", "ENV", "DESIRED", "LIVE", "PHASE", "LIVE SINCE", "METRICS", "REASON"], body)
 
 
 def _truncate(text: str, n: int) -> str:

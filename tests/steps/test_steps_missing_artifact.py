@@ -28,6 +28,7 @@ def test_evaluate_and_deploy_of_a_missing_artifact_are_errored(shared: Place, tm
             "gates": "{}",
             "max_regression": "{}",
             "live_artifact": "",
+            **dict.fromkeys(["dataset_uri", "dataset_format", "target_column"], ""),
         },
         tmp_path / "evaluate",
     )
@@ -56,6 +57,7 @@ def test_evaluate_and_deploy_of_a_missing_artifact_are_errored(shared: Place, tm
             "data_uri": "",
             "dataset": "",
             "dataset_sha256": "",
+            **dict.fromkeys(["dataset_uri", "dataset_format", "target_column", "serving_options"], ""),
         },
         tmp_path / "deploy",
     )

@@ -43,13 +43,22 @@ def test_decorated_steps_keep_their_signature() -> None:
         "data_uri",
         "reference_sha256",
         "max_drift_psi",
+        "dataset_uri",
+        "dataset_format",
+        "target_column",
     ]
     assert inspect.signature(deploy).parameters["data_uri"].default == ""
 
 
 def test_train_then_evaluate_under_the_runner(shared: Place, tmp_path: Path) -> None:
     sha = datasets.builtin_digest(BC)
-    data = {"dataset": BC, "dataset_sha256": sha, "data_uri": shared.data_uri}
+    data = {
+        "dataset": BC,
+        "dataset_sha256": sha,
+        "data_uri": shared.data_uri,
+        # Argo passes every input (Hera writes the defaults into the template): so do we.
+        **dict.fromkeys(["dataset_uri", "dataset_format", "target_column"], ""),
+    }
     params = json.dumps({"n_estimators": 5, "max_depth": 2, "seed": 7})
     proc, out = run_step(
         "workflows.steps.train:train",
@@ -104,6 +113,7 @@ def test_check_failed_exits_2_with_the_reason_last(shared: Place, tmp_path: Path
             "data_uri": tmp_path.as_uri(),
             "reference_sha256": "",
             "max_drift_psi": "0.25",
+            **dict.fromkeys(["dataset_uri", "dataset_format", "target_column"], ""),
         },
         tmp_path / "validate",
     )
@@ -145,6 +155,7 @@ def test_gates_failed_and_a_crash(tmp_path: Path) -> None:
             "environment": "dev",
             "model": "tumor",
             "serving_uri": "s3://bucket/serving",
+            "serving_options": "",
         },
         tmp_path / "undeploy",
     )

@@ -1,4 +1,4 @@
-"""Step 4 of a deploy workflow: put the artifact live on the local serving target, by strategy.
+"""Step 4 of a deploy workflow: put the artifact live on the serving target, by strategy.
 
 Place in the flow: the DAG task `deploy` (controller.core.contract.DEPLOY), after evaluate passed (or
 alone, for a rollback to an artifact this environment ran before), and `undeploy` (UNDEPLOY) for
@@ -7,6 +7,8 @@ a deleted pin. It rewrites `<serving>/<environment>/<model>.json`, which the ser
 candidate at weight 0, checks it and switches all traffic, `canary` raises the candidate's weight
 step by step through the same Router the endpoint uses and rolls back (the old live keeps
 serving) when its error rate is too high. A rollback or failed check is a CheckFailed (exit 2).
+With a `kserve://<namespace>` serving URI the same step applies a KServe InferenceService instead
+(workflows/targets/rollout.py).
 """
 
 import itertools
@@ -54,18 +56,25 @@ def canary_plan(text: str) -> tuple[list[int], float, int]:
 
 
 def traffic_rows(
-    store_dir: Path, artifact: str, data_uri: str, dataset: str, dataset_sha256: str
+    store_dir: store.StoreLike,
+    artifact: str,
+    data_uri: str,
+    dataset: str,
+    dataset_sha256: str,
+    dataset_uri: str = "",
+    dataset_format: str = "",
+    target_column: str = "",
 ) -> NDArray[np.float64]:
     """Rows to send: the held-out rows of the dataset when given, else zeros of the artifact's width."""
-    info = store.meta(store_dir, artifact) if store.paths(store_dir, artifact)[1].is_file() else {}
+    info = store.meta(store_dir, artifact) if store.has_meta(store_dir, artifact) else {}
     if data_uri and dataset and dataset_sha256:
-        data = datasets.load(path_from_uri(data_uri, "data_uri"), dataset, dataset_sha256)
+        data = datasets.load_pinned(data_uri, dataset, dataset_sha256, dataset_uri, dataset_format, target_column)
         _, X_test, _, _ = datasets.split(data, int(info.get("seed", 0)))
         return np.asarray(X_test, dtype=np.float64)
     return np.zeros((1, int(info.get("n_features", 0))), dtype=np.float64)
 
 
-def health_check(store_dir: Path, artifact: str, version: str) -> None:
+def health_check(store_dir: store.StoreLike, artifact: str, version: str) -> Any:
     """The artifact loads through the store (digest, allow-list) and answers one of its classes."""
     try:
         estimator = store.get(store_dir, artifact)
@@ -78,6 +87,7 @@ def health_check(store_dir: Path, artifact: str, version: str) -> None:
         raise  # infrastructure: Errored (retried), not a failed check of the user's version
     except Exception as exc:
         raise CheckFailed(f"health check of {version} ({artifact}) failed: {exc}") from None
+    return estimator
 
 
 def smoke(router: serving.Router, slot: serving.Slot, rows: NDArray[np.float64]) -> str | None:
@@ -107,22 +117,48 @@ def deploy(
     data_uri: str = "",
     dataset: str = "",
     dataset_sha256: str = "",
+    dataset_uri: str = "",
+    dataset_format: str = "",
+    target_column: str = "",
+    serving_options: str = "",
 ) -> tuple[Annotated[str, Parameter(name="artifact")], Annotated[str, Parameter(name="report")]]:
     check_label(environment, "environment")
     check_label(model, "model")
     if strategy not in STRATEGIES:
         raise CheckFailed(f"unknown deployment strategy {strategy!r} (known: {', '.join(STRATEGIES)})")
     weights, max_error_rate, requests = canary_plan(canary) if strategy == "canary" else ([], 0.0, 0)
-    store_dir = path_from_uri(store_uri, "store_uri")
+    store_dir = store_uri
+    estimator = health_check(store_dir, artifact, version)
+    rows = traffic_rows(
+        store_dir, artifact, data_uri, dataset, dataset_sha256, dataset_uri, dataset_format, target_column
+    )
+    if serving_uri.startswith("kserve://"):
+        from workflows.targets import kserve, rollout
+
+        opts = kserve.Options.parse(serving_uri, serving_options, store_uri)
+        classes = [c.item() if hasattr(c, "item") else c for c in estimator.classes_]
+        report: dict[str, Any] = {"strategy": strategy, "steps": [], "health": "ok", "version": version}
+        report["artifact"] = artifact
+        rollout.deploy(
+            opts,
+            environment,
+            model,
+            version,
+            artifact,
+            strategy,
+            (weights, max_error_rate, requests),
+            rows,
+            classes,
+            report,
+        )
+        return artifact, dumps(report)
     serving_dir = path_from_uri(serving_uri, "serving_uri")
-    health_check(store_dir, artifact, version)
-    rows = traffic_rows(store_dir, artifact, data_uri, dataset, dataset_sha256)
 
     with serving.locked(serving_dir, environment, model):
         before = serving.read_state(serving_dir, environment, model)
         live = before.get("live") if before else None
         restore = {**before, "candidate": None} if before else None
-        report: dict[str, Any] = {
+        report = {
             "strategy": strategy,
             "steps": [],
             "health": "ok",
@@ -218,10 +254,19 @@ def run_canary(
 
 
 @checked
-def undeploy(environment: str, model: str, serving_uri: str) -> Annotated[str, Parameter(name="report")]:
+def undeploy(
+    environment: str, model: str, serving_uri: str, serving_options: str = ""
+) -> Annotated[str, Parameter(name="report")]:
     """Remove the model from the environment's serving state (idempotent)."""
     check_label(environment, "environment")
     check_label(model, "model")
+    if serving_uri.startswith("kserve://"):
+        from workflows.targets import kserve, rollout
+
+        opts = kserve.Options.parse(serving_uri, serving_options or '{"image": "unused"}', "")
+        removed = rollout.undeploy(opts, environment, model)
+        print(f"{model} removed from {opts.namespace}" if removed else f"{model} was not served in {opts.namespace}")
+        return dumps({"removed": removed, "previous_version": None, "environment": environment})
     serving_dir = path_from_uri(serving_uri, "serving_uri")
     with serving.locked(serving_dir, environment, model):
         before = serving.read_state(serving_dir, environment, model)

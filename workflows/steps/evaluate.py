@@ -19,7 +19,7 @@ from numpy.typing import NDArray
 
 from controller.core.models import METRICS
 from workflows import datasets, store
-from workflows.steps.common import CheckFailed, checked, dumps, json_object_param, json_param, path_from_uri
+from workflows.steps.common import CheckFailed, checked, dumps, json_object_param, json_param
 
 GATE_RE = re.compile(r"^\s*(>=|<=|>|<|==)\s*(\S+)\s*$")
 LATENCY_ROWS = 100
@@ -120,6 +120,9 @@ def evaluate(
     gates: str,
     max_regression: str,
     live_artifact: str = "",
+    dataset_uri: str = "",
+    dataset_format: str = "",
+    target_column: str = "",
 ) -> tuple[
     Annotated[str, Parameter(name="metrics")],
     Annotated[str, Parameter(name="gates")],
@@ -129,8 +132,8 @@ def evaluate(
     settings = json_object_param(params, "params")
     wanted = json_object_param(gates, "gates")
     allowed = json_object_param(max_regression, "max_regression")
-    store_dir = path_from_uri(store_uri, "store_uri")
-    data = datasets.load(path_from_uri(data_uri, "data_uri"), dataset, dataset_sha256)
+    store_dir = store_uri
+    data = datasets.load_pinned(data_uri, dataset, dataset_sha256, dataset_uri, dataset_format, target_column)
     _, X_test, _, y_test = datasets.split(data, int(settings.get("seed", 0)))
     found = metrics(store.get(store_dir, artifact), X_test, y_test)
     print(f"evaluated {artifact} on {dataset} ({len(y_test)} held-out rows): {json.dumps(found)}")

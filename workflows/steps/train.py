@@ -13,7 +13,7 @@ from typing import Annotated
 from hera.workflows import Parameter
 
 from workflows import datasets, recipes, store
-from workflows.steps.common import checked, json_object_param, path_from_uri
+from workflows.steps.common import checked, json_object_param
 
 
 @checked
@@ -27,10 +27,13 @@ def train(
     dataset_sha256: str,
     data_uri: str,
     store_uri: str,
+    dataset_uri: str = "",
+    dataset_format: str = "",
+    target_column: str = "",
 ) -> Annotated[str, Parameter(name="artifact")]:
     settings = json_object_param(params, "params")
     estimator = recipes.build(recipe, settings)
-    data = datasets.load(path_from_uri(data_uri, "data_uri"), dataset, dataset_sha256)
+    data = datasets.load_pinned(data_uri, dataset, dataset_sha256, dataset_uri, dataset_format, target_column)
     X_train, _, y_train, _ = datasets.split(data, int(settings["seed"]))
     started = time.perf_counter()
     estimator.fit(X_train, y_train)
@@ -40,7 +43,7 @@ def train(
         flush=True,
     )
     artifact = store.put(
-        path_from_uri(store_uri, "store_uri"),
+        store_uri,
         estimator,
         {
             "model": model,
@@ -49,7 +52,7 @@ def train(
             "recipe": recipe,
             "params": settings,
             "seed": int(settings["seed"]),
-            "dataset": {"name": dataset, "sha256": data.sha256},
+            "dataset": {"name": dataset, "sha256": data.sha256, **({"uri": dataset_uri} if dataset_uri else {})},
             "feature_names": list(data.feature_names),
             "train_seconds": round(elapsed, 4),
         },

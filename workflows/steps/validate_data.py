@@ -14,7 +14,7 @@ from hera.workflows import Parameter
 from numpy.typing import NDArray
 
 from workflows import datasets
-from workflows.steps.common import CheckFailed, check_sha256, checked, dumps, path_from_uri
+from workflows.steps.common import CheckFailed, check_sha256, checked, dumps
 
 MIN_ROWS = 20
 MIN_ROWS_PER_CLASS = 2  # the stratified held-out split needs two of each class
@@ -78,9 +78,13 @@ def validate_data(
     data_uri: str,
     reference_sha256: str = "",
     max_drift_psi: float = 0.25,
+    dataset_uri: str = "",
+    dataset_format: str = "",
+    target_column: str = "",
 ) -> Annotated[str, Parameter(name="report")]:
-    catalog = path_from_uri(data_uri, "data_uri")
-    data = datasets.load(catalog, dataset, dataset_sha256)
+    catalog = data_uri
+    # The user's file (or the catalog's snapshot) must hash to the pin's sha256: else Failed.
+    data = datasets.load_pinned(catalog, dataset, dataset_sha256, dataset_uri, dataset_format, target_column)
     check_schema(data)
     report: dict[str, object] = {
         "dataset": dataset,
@@ -92,6 +96,8 @@ def validate_data(
         "psi_feature": None,
         "reference": None,
     }
+    if dataset_uri:
+        report["uri"] = dataset_uri
     reference = reference_sha256.strip()
     if reference and check_sha256(reference, "reference_sha256") != data.sha256:
         ref = datasets.load(catalog, dataset, reference)

@@ -32,15 +32,15 @@ from controller.core.trail import parse_trailers
 from controller.errors import GitError, PushRejected
 
 
-def _ssh_signing(key: str) -> list[str]:
-    return ["git", "-c", "gpg.format=ssh", "-c", f"user.signingKey={key}"]
-
-
 def outcome_key(message: str) -> tuple[str, str, str] | None:
     """(environment, model, source commit) of a status commit, from its trailers; None for others."""
     trailers = parse_trailers(message)
     env, model, source = trailers.get("Environment"), trailers.get("Model"), trailers.get("Source-Commit")
     return (env, model, source) if env and model and source else None
+
+
+def _ssh_signing(key: str) -> list[str]:
+    return ["git", "-c", "gpg.format=ssh", "-c", f"user.signingKey={key}"]
 
 
 class WritingMixin(TrailMixin):

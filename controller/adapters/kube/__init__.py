@@ -1,0 +1,1 @@
+"""The kubernetes adapter: the controller side's only kubernetes-client user (leader election)."""

@@ -1,0 +1,1 @@
+"""Serving targets the deploy step can put a model on besides the local one (workflows/serving.py)."""
