@@ -19,6 +19,7 @@ from controller.core.models import PromotionPolicy
 from controller.core.paths import ALLOWED_SIGNERS, ENV_ROOT, POLICY_PATH, STATUS_ROOT, split_pin_path, split_status_path
 from controller.core.pins import parse_pin, parse_policy
 from controller.core.trail import parse_status
+from controller.core.yamlio import MAX_DOCUMENT_BYTES
 from controller.errors import UsageError
 from controller.loop.approvals import approvals_in
 
@@ -57,10 +58,11 @@ def gather(repo: GitRepo, rev: str = "HEAD", controller: str = CONTROLLER.email)
     if trail is not None:  # --status-branch: outcomes from the trail, in time order with the pin changes
         records = interleave(repo, head, records, repo.log(trail, (STATUS_ROOT,)))
         verdicts.update({c.sha: c for c in repo.signed_log([trail], signers, first_parent=True)})
-    read = repo.read_blobs(
-        sorted({b for r in records for ch in r.changes for b in (ch.new_blob, ch.old_blob) if b and _wanted(ch.path)})
+    wanted = sorted(
+        {b for r in records for ch in r.changes for b in (ch.new_blob, ch.old_blob) if b and _wanted(ch.path)}
     )
-    blobs = {sha: data for sha, data in read.items() if isinstance(data, bytes)}  # an oversized file is refused
+    # a document over the size limit is not read: it then reads as no pin or status at all
+    blobs = {sha: data for sha, data in repo.iter_blobs(wanted, limit=MAX_DOCUMENT_BYTES) if isinstance(data, bytes)}
     position, joined, authors_of = repo.first_parent_graph(head)
     brought: dict[int, set[str]] = {}
     for sha, at in joined.items():

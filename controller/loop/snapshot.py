@@ -72,8 +72,8 @@ class Snapshot:
     deletions: dict[Key, str] = field(default_factory=dict)
     candidates: frozenset[Key] | None = None  # None: every key (full scan)
     waiting: set[Key] = field(default_factory=set)  # Blocked or Errored: kept up to date, never recomputed
-    special: dict[str, str] = field(default_factory=dict)  # path -> mode: symlinks, submodules (never read)
     trail: str | None = None  # with a status branch: its head, where status files are read
+    special: dict[str, str] = field(default_factory=dict)  # path -> mode: symlinks, submodules (never read)
 
     def record(self, key: Key, status: ModelStatus | None) -> None:
         if status is None:
@@ -114,10 +114,15 @@ class SnapshotReader:
             else None
         )
         tree = self.repo.tree(head)
-        files = tree.files
         if self.repo.status_branch:  # pins from the people's branch, statuses from the trail's
-            files = {p: b for p, b in files.items() if not p.startswith(STATUS_ROOT)}
-            files.update(self.repo.ls_tree(trail, (STATUS_ROOT,)) if trail else {})
+            for path in [p for p in tree.files if p.startswith(STATUS_ROOT)]:
+                del tree.files[path]
+            if trail:
+                trailing = self.repo.tree(trail, (STATUS_ROOT,))
+                tree.files.update(trailing.files)
+                tree.sizes.update(trailing.sizes)
+                tree.special.update(trailing.special)
+        files = tree.files
         snap = Snapshot(head=head, files=files, policy=None, problems=[], special=tree.special, trail=trail)
         refused = classify(POLICY_PATH, (), tree.special.get(POLICY_PATH, ""))
         policy = [refused] if isinstance(refused, Problem) else parse_policy(self._blob(files.get(POLICY_PATH)))
