@@ -243,7 +243,9 @@ def test_an_invalid_policy_stalls_the_loop_which_keeps_watching_and_resumes(tmp_
     ctl = Controller(rec, interval_s=0.2)
     thread = run_in_thread(ctl)
     try:
-        until(lambda: ctl.health.ready(0.2)[0] and not rec.in_flight, "adoption")
+        # adoption recorded (three status commits), not only a moment between two of its passes
+        until(lambda: len(git(repo.remote, "log", "--format=%H", "main", "--", "status").split()) == 3, "adoption")
+        until(lambda: ctl.health.ready(0.2)[0] and not rec.in_flight, "an idle controller")
         user = repo.clone("user")
 
         def break_policy(c: Clone) -> None:

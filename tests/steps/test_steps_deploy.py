@@ -61,7 +61,9 @@ def test_canary_promotes_a_good_candidate(place: Place, trained: Trainer) -> Non
     _deploy(place, "1.0.0", v1)
     report = _deploy(place, "1.1.0", v2, "canary")
     assert [s["weight"] for s in report["steps"]] == [10, 50, 100]
-    assert all(s["errors"] == 0 and s["requests"] == 40 for s in report["steps"])
+    # each step sends its 40 requests, more when the candidate got under half its share of them
+    assert all(s["errors"] == 0 and s["requests"] >= 40 for s in report["steps"])
+    assert all(s["candidate_requests"] >= round(40 * s["weight"] / 200) for s in report["steps"])
     assert report["steps"][-1]["candidate_requests"] == 40
     assert 0 < report["steps"][0]["candidate_requests"] < 40  # some traffic stayed on 1.0.0
     state = _state(place)
