@@ -27,8 +27,8 @@ from typing import Any
 
 from controller.adapters.local.dag import check_manifest
 from controller.adapters.local.engine import EXIT_WHEN_IDLE, STOP_SUFFIX, active_dir, engine_lock, queue_dir
-from controller.adapters.local.state import read_json, run_from_dict, write_json
-from controller.ports import ERROR, FINISHED, PENDING, RunConflict, WorkflowRun, identity
+from controller.adapters.local.state import finished_runs, read_json, run_from_dict, wait_for_any, write_json
+from controller.ports import FINISHED, PENDING, RunConflict, WorkflowRun, identity
 
 _WAIT_STEP_S = 0.05
 _LIVENESS_EVERY_S = 1.0
@@ -173,26 +173,13 @@ class DetachedExecutor:
         return found
 
     def finished(self, names: Collection[str]) -> dict[str, WorkflowRun]:
-        done: dict[str, WorkflowRun] = {}
-        for name in names:
-            run = self.get(name)
-            if run is None:
-                done[name] = WorkflowRun(name, ERROR, f"the local engine has no run named {name!r}")
-            elif run.phase in FINISHED:
-                done[name] = run
+        done = finished_runs(self.get, names, "local engine")
         if len(done) < len(names):
             self._maybe_revive()
         return done
 
     def wait_for_finished(self, names: Collection[str], timeout_s: float) -> bool:
-        end = time.monotonic() + timeout_s
-        while True:
-            if self.finished(names):
-                return True
-            left = end - time.monotonic()
-            if left <= 0:
-                return False
-            time.sleep(min(_WAIT_STEP_S, left))
+        return wait_for_any(self.finished, names, timeout_s, _WAIT_STEP_S)
 
     def stop(self, name: str, message: str = "") -> None:
         if self._done(name):

@@ -72,9 +72,17 @@ from controller.adapters.local.dag import check_manifest
 from controller.adapters.local.manifest import IGNORED, UnsupportedManifest, manifest_digest
 from controller.adapters.local.proc import WarmClient
 from controller.adapters.local.run import Launcher, Run
-from controller.adapters.local.state import OwnerLock, lock_is_free, read_json, run_from_dict, write_json
+from controller.adapters.local.state import (
+    OwnerLock,
+    finished_runs,
+    lock_is_free,
+    read_json,
+    run_from_dict,
+    wait_for_any,
+    write_json,
+)
 from controller.errors import PermanentError, TransientError
-from controller.ports import ERROR, FINISHED, WorkflowRun
+from controller.ports import FINISHED, WorkflowRun
 
 __all__ = ["IGNORED_FIELDS", "LocalExecutor", "ManifestConflict", "UnknownRun", "UnsupportedManifest"]
 
@@ -235,24 +243,10 @@ class LocalExecutor:
         return found
 
     def finished(self, names: Collection[str]) -> dict[str, WorkflowRun]:
-        done: dict[str, WorkflowRun] = {}
-        for name in names:
-            run = self.get(name)
-            if run is None:
-                done[name] = WorkflowRun(name, ERROR, f"the local executor has no run named {name!r}")
-            elif run.phase in FINISHED:
-                done[name] = run
-        return done
+        return finished_runs(self.get, names, "local executor")
 
     def wait_for_finished(self, names: Collection[str], timeout_s: float) -> bool:
-        end = time.monotonic() + timeout_s
-        while True:
-            if self.finished(names):
-                return True
-            left = end - time.monotonic()
-            if left <= 0:
-                return False
-            time.sleep(min(0.05, left))
+        return wait_for_any(self.finished, names, timeout_s)
 
     def stop(self, name: str, message: str = "") -> None:
         """Kill the run's steps; it ends Failed with "Stopped with strategy 'Stop'"."""

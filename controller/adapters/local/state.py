@@ -13,11 +13,13 @@ import contextlib
 import fcntl
 import json
 import os
+import time
+from collections.abc import Callable, Collection
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from controller.ports import NodeResult, WorkflowRun
+from controller.ports import ERROR, FINISHED, NodeResult, WorkflowRun
 
 
 def _time(value: datetime | None) -> str | None:
@@ -130,3 +132,34 @@ def lock_is_free(path: Path) -> bool:
         return False
     probe.release()
     return True
+
+
+def finished_runs(
+    get: Callable[[str], WorkflowRun | None], names: Collection[str], engine: str
+) -> dict[str, WorkflowRun]:
+    """Those of `names` that finished; a name `get` does not know is an Error run saying so."""
+    done: dict[str, WorkflowRun] = {}
+    for name in names:
+        run = get(name)
+        if run is None:
+            done[name] = WorkflowRun(name, ERROR, f"the {engine} has no run named {name!r}")
+        elif run.phase in FINISHED:
+            done[name] = run
+    return done
+
+
+def wait_for_any(
+    finished: Callable[[Collection[str]], dict[str, WorkflowRun]],
+    names: Collection[str],
+    timeout_s: float,
+    step_s: float = 0.05,
+) -> bool:
+    """Poll `finished` every `step_s` until one of `names` has finished or the timeout passed."""
+    end = time.monotonic() + timeout_s
+    while True:
+        if finished(names):
+            return True
+        left = end - time.monotonic()
+        if left <= 0:
+            return False
+        time.sleep(min(step_s, left))
