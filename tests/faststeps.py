@@ -75,9 +75,10 @@ def train(
     dataset_sha256: str,
     data_uri: str,
     store_uri: str,
-) -> Annotated[str, Parameter(name="artifact")]:
+) -> tuple[Annotated[str, Parameter(name="artifact")], Annotated[str, Parameter(name="report")]]:
     _act("train")
-    return "sha256:" + hashlib.sha256(f"{spec_digest}:{os.environ.get('FAST_KEY', '')}".encode()).hexdigest()
+    artifact = "sha256:" + hashlib.sha256(f"{spec_digest}:{os.environ.get('FAST_KEY', '')}".encode()).hexdigest()
+    return artifact, dumps({"artifact": artifact})
 
 
 @checked
@@ -91,6 +92,7 @@ def evaluate(
     gates: str,
     max_regression: str,
     live_artifact: str = "",
+    slicing: str = "",
 ) -> tuple[
     Annotated[str, Parameter(name="metrics")],
     Annotated[str, Parameter(name="gates")],

@@ -41,7 +41,7 @@ CASES = {
         ('roc_auc: ">= 0.95"', 'roc_acu: ">= 0.95"'),
         [
             F + "evaluation.gates.roc_acu: is not a known name (one of accuracy, balanced_accuracy, f1_macro, roc_auc, "
-            "log_loss, p50_latency_ms, p95_latency_ms) [enum]"
+            "log_loss, p50_latency_ms, p95_latency_ms, recall) [enum]"
         ],
     ),
     "unknown-recipe": (

@@ -259,6 +259,20 @@ def _pin(action: Action) -> ModelPin:
     return action.pin
 
 
+def _slicing_args(pin: ModelPin) -> dict[str, str]:
+    """The slice gates for evaluate (workflows/slices.py); empty when the pin names no slices."""
+    ev = pin.evaluation
+    if not ev.slices:
+        return {"slicing": ""}
+    body = {
+        "slices": [s.model_dump(exclude_none=True) for s in ev.slices],
+        "min_slice": ev.min_slice,
+        "max_slice_gap": ev.max_slice_gap,
+        "min_slice_rows": ev.min_slice_rows,
+    }
+    return {"slicing": json.dumps(body, sort_keys=True)}
+
+
 def _data_args(pin: ModelPin, target: Target) -> dict[str, str]:
     dataset = pin.training.dataset
     return {
@@ -337,6 +351,7 @@ def build_deploy(action: Action, target: Target) -> Workflow:
                     "gates": json.dumps(pin.evaluation.gates, sort_keys=True),
                     "max_regression": json.dumps(pin.evaluation.max_regression, sort_keys=True),
                     "live_artifact": live.artifact if live else "",
+                    **_slicing_args(pin),
                 },
             )
             passed = f"{{{{tasks.{EVALUATE}.outputs.parameters.{OUT_PASSED}}}}}"

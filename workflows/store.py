@@ -61,11 +61,14 @@ def has_meta(store: StoreLike, artifact: str) -> bool:
 
 
 def put(store: StoreLike, estimator: Any, meta: dict[str, Any]) -> str:
-    """Store a fitted estimator in skops format; "sha256:<hex>" of its bytes."""
-    import skops.io
+    """Store a fitted estimator in skops format; "sha256:<hex>" of its bytes.
+
+    The bytes are canonical (workflows/provenance.py): the same fitted state has the same digest.
+    """
+    from workflows.provenance import canonical_dumps
 
     where = open_location(store)
-    data = skops.io.dumps(estimator)
+    data = canonical_dumps(estimator)
     artifact = "sha256:" + hashlib.sha256(data).hexdigest()
     model_key, meta_key = keys(artifact)
     if not where.exists(model_key):

@@ -263,6 +263,7 @@ def _status_change(
         "canary_steps": [s.weight for s in ev.canary] if ev else [],
         "lead_time_s": ev.lead_time_s if ev else None,
         "signed_by": c.signer,
+        "provenance": ev.provenance.model_dump() if ev and ev.provenance else None,
     }
     pin = state.changes.get(key, {}).get(source)
     if pin is None:

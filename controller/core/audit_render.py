@@ -39,7 +39,8 @@ def _gates(outcome: OutcomeRow | None) -> str:
     parts = []
     for g in outcome.gates:
         value = "n/a" if g.value is None else f"{g.value:.4g}"
-        parts.append(f"{g.metric} {value} {g.op} {g.threshold:g} {'ok' if g.passed else 'FAILED'}")
+        where = f" [{g.slice}]" if g.slice else ""
+        parts.append(f"{g.metric}{where} {value} {g.op} {g.threshold:g} {'ok' if g.passed else 'FAILED'}")
     return "; ".join(parts)
 
 

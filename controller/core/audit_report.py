@@ -16,6 +16,13 @@ class _Row(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+class SliceRow(_Row):
+    slice: str
+    rows: int
+    value: float | None
+    gated: bool = True
+
+
 class GateRow(_Row):
     metric: str
     op: str
@@ -23,6 +30,8 @@ class GateRow(_Row):
     value: float | None
     passed: bool
     kind: str = "gate"
+    slice: str | None = None
+    slices: list[SliceRow] | None = None
 
 
 class ApprovalRow(_Row):
@@ -51,6 +60,7 @@ class OutcomeRow(_Row):
     canary_steps: list[int] = Field(default_factory=list)
     lead_time_s: float | None = None
     signed_by: str | None = None
+    provenance: dict[str, str] | None = Field(default=None, description="Digests of the training's inputs")
 
 
 class ChangeRow(_Row):

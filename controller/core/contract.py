@@ -20,7 +20,7 @@ OUT_ARTIFACT = "artifact"  # train, evaluate, deploy: "sha256:<hex>" of the arti
 OUT_METRICS = "metrics"  # evaluate: JSON object, metric name -> float
 OUT_GATES = "gates"  # evaluate: JSON list of {metric, op, threshold, value, passed, kind}
 OUT_PASSED = "passed"  # evaluate: "true" | "false"
-OUT_REPORT = "report"  # validate-data, deploy, undeploy: a JSON object shown in the status body
+OUT_REPORT = "report"  # validate-data, train, deploy, undeploy: a JSON object shown in the status body
 
 # A step that exits with this code said "no" on purpose (digest mismatch, drift, failed canary); the
 # verdict output below says so too, and is what the controller reads:

@@ -59,8 +59,14 @@ METRICS: dict[str, Literal["higher", "lower"]] = {
     "log_loss": "lower",
     "p50_latency_ms": "lower",
     "p95_latency_ms": "lower",
+    # Recall of the positive class (the larger label) for two classes, macro-averaged for more.
+    "recall": "higher",
 }
-Metric = Literal["accuracy", "balanced_accuracy", "f1_macro", "roc_auc", "log_loss", "p50_latency_ms", "p95_latency_ms"]
+Metric = Literal[
+    "accuracy", "balanced_accuracy", "f1_macro", "roc_auc", "log_loss", "p50_latency_ms", "p95_latency_ms", "recall"
+]
+# What a slice gate can bound: the quality metrics (latency is a property of the model, not of a slice).
+SliceMetric = Literal["accuracy", "balanced_accuracy", "f1_macro", "roc_auc", "log_loss", "recall"]
 
 # Recipes the embedded default ships (workflows/recipes), with the parameters each accepts.
 RECIPES: dict[str, dict[str, type]] = {
@@ -159,6 +165,19 @@ class Training(_Frozen):
     )
 
 
+class SliceSpec(_Frozen):
+    """One way to cut the held-out rows: a column's values, or a numeric feature's quantile buckets."""
+
+    feature: Annotated[str, StringConstraints(pattern=TARGET_COLUMN)] = Field(
+        description="A feature column of the dataset (e.g. a sensitive attribute such as sex)"
+    )
+    quantiles: Annotated[int, Field(ge=2, le=20)] | None = Field(
+        default=None,
+        description="Cut a numeric feature into this many quantile buckets (edges from the whole dataset); "
+        "without it, each distinct value (at most 50) is a slice",
+    )
+
+
 class Evaluation(_Frozen):
     gates: dict[Metric, Annotated[str, StringConstraints(pattern=GATE)]] = Field(
         default_factory=dict, description='Each metric must satisfy "<op> <threshold>", e.g. ">= 0.95"'
@@ -172,6 +191,31 @@ class Evaluation(_Frozen):
         ge=0,
         description="Largest population stability index per feature against the live version's data",
     )
+    slices: list[SliceSpec] = Field(
+        default_factory=list, max_length=8, description="Cuts of the held-out rows to report every metric on"
+    )
+    min_slice: dict[SliceMetric, Annotated[str, StringConstraints(pattern=GATE)]] = Field(
+        default_factory=dict, description='The worst slice of each cut must satisfy "<op> <threshold>"'
+    )
+    max_slice_gap: dict[SliceMetric, Annotated[float, Field(ge=0)]] = Field(
+        default_factory=dict, description="Largest difference of a metric between the slices of one cut"
+    )
+    min_slice_rows: int = Field(
+        default=20,
+        ge=1,
+        le=100_000,
+        description="A slice with fewer held-out rows is recorded but not gated; a cut with too few gated "
+        "slices for its gate (1 for min_slice, 2 for max_slice_gap) fails that gate",
+    )
+
+    @model_validator(mode="after")
+    def _slices_named(self) -> Evaluation:
+        if (self.min_slice or self.max_slice_gap) and not self.slices:
+            raise ValueError("evaluation.min_slice and evaluation.max_slice_gap need evaluation.slices")
+        features = [s.feature for s in self.slices]
+        if len(set(features)) != len(features):
+            raise ValueError("evaluation.slices names a feature twice")
+        return self
 
 
 class Canary(_Frozen):
@@ -311,13 +355,24 @@ class WorkflowRef(_Frozen):
     finished: datetime | None = None
 
 
+class SliceValue(_Frozen):
+    """A metric on one slice of the held-out rows; `gated` false when the slice is too small or undefined."""
+
+    slice: str
+    rows: int
+    value: float | None
+    gated: bool = True
+
+
 class GateResult(_Frozen):
     metric: str
     op: str
     threshold: float
     value: float | None
     passed: bool
-    kind: Literal["gate", "regression"] = "gate"
+    kind: Literal["gate", "regression", "slice", "slice_gap"] = "gate"
+    slice: str | None = Field(default=None, description="The worst slice (slice), or the two slices apart (slice_gap)")
+    slices: list[SliceValue] | None = Field(default=None, description="The metric on every slice, when slices are set")
 
 
 class ApprovalRef(_Frozen):
@@ -350,6 +405,14 @@ class CanaryStepRef(_Frozen):
     error_rate: float = 0.0
 
 
+class ProvenanceRef(_Frozen):
+    """What the artifact was trained from (the per-dependency list is in the artifact's metadata)."""
+
+    dependencies: Digest
+    code: Digest
+    data: Digest
+
+
 class OutcomeEvidence(_Frozen):
     """What an auditor needs to trust an outcome, from the trail alone (nothing from the controller's disk)."""
 
@@ -365,6 +428,7 @@ class OutcomeEvidence(_Frozen):
     canary: list[CanaryStepRef] = Field(default_factory=list)
     merged_at: datetime | None = Field(default=None, description="When the commit that set the pin was made")
     lead_time_s: float | None = Field(default=None, description="Seconds from that commit to this outcome")
+    provenance: ProvenanceRef | None = Field(default=None, description="Digests of the training's inputs")
 
 
 class ModelStatus(_Frozen):

@@ -63,7 +63,7 @@ def fold(action: Action, run: WorkflowRun, executor: str) -> Outcome:
         if node is not None and node.phase == SUCCEEDED and node.outputs.get(OUT_ARTIFACT):
             artifact = node.outputs[OUT_ARTIFACT]
     details: dict[str, Any] = {}
-    for task in (VALIDATE_DATA, DEPLOY, UNDEPLOY):
+    for task in (VALIDATE_DATA, TRAIN, DEPLOY, UNDEPLOY):
         node = nodes.get(task)
         if node is not None and node.phase == SUCCEEDED and node.outputs.get(OUT_REPORT):
             details[task] = _json(node.outputs[OUT_REPORT], {})
@@ -117,10 +117,19 @@ def _second(when: datetime | None) -> datetime | None:
     return when.replace(microsecond=0) if when is not None else None
 
 
+_NEGATED = {">=": "<", "<=": ">", ">": "<=", "<": ">=", "==": "!="}
+
+
 def gate_reason(failed: list[GateResult] | tuple[GateResult, ...]) -> str:
     parts = []
     for g in failed:
         value = "missing" if g.value is None else f"{g.value:.4g}"
+        if g.kind == "slice_gap":  # workflows/slices.py says the same in the gates-failed step
+            parts.append(f"slice gap {g.slice}: {g.metric} {value} > {g.threshold:g}")
+            continue
+        if g.kind == "slice":
+            parts.append(f"slice {g.slice}: {g.metric} {value} {_NEGATED.get(g.op, 'fails ' + g.op)} {g.threshold:g}")
+            continue
         what = "regression check" if g.kind == "regression" else "gate"
         parts.append(f"{what} {g.metric} {g.op} {g.threshold:g} failed with {value}")
     return "; ".join(parts)

@@ -28,6 +28,7 @@ from controller.core.models import (
     Outcome,
     OutcomeEvidence,
     Phase,
+    ProvenanceRef,
 )
 from controller.core.schemas import load_yaml
 from controller.core.yamlio import MAX_DOCUMENT_BYTES, TooLarge
@@ -153,6 +154,7 @@ def build_evidence(
         for s in (steps if isinstance(steps, list) else [])
         if isinstance(s, dict) and "weight" in s and "requests" in s
     ]
+    provenance = _provenance(outcome.details.get("train"))
     upstream = action.upstream
     if upstream is not None and upstream_commit is not None:
         upstream = upstream.model_copy(update={"outcome_commit": upstream_commit})
@@ -169,7 +171,19 @@ def build_evidence(
         canary=canary,
         merged_at=merged_at,
         lead_time_s=lead,
+        provenance=provenance,
     )
+
+
+def _provenance(report: object) -> ProvenanceRef | None:
+    """The train step's digests of its dependencies, code and data (workflows/provenance.py)."""
+    found = report.get("provenance") if isinstance(report, dict) else None
+    if not isinstance(found, dict):
+        return None
+    try:
+        return ProvenanceRef.model_validate(found)
+    except ValidationError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -243,7 +257,8 @@ def summary(outcome: Outcome, status: ModelStatus) -> str:
     for gate in outcome.gates:
         value = "n/a" if gate.value is None else f"{gate.value:.4g}"
         verdict = "passed" if gate.passed else "FAILED"
-        lines.append(f"  {gate.kind} {gate.metric}: {value} {gate.op} {gate.threshold:g} {verdict}")
+        where = f" [{gate.slice}]" if gate.slice else ""
+        lines.append(f"  {gate.kind} {gate.metric}{where}: {value} {gate.op} {gate.threshold:g} {verdict}")
     if status.live is not None and outcome.phase is not Phase.DEPLOYED:
         lines.append(f"Live: {status.live.version} ({status.live.artifact}) keeps serving.")
     lines.append(f"Pin changed by {a.source_commit}.")

@@ -35,7 +35,7 @@ def trained(shared: Place) -> Trainer:
         params.setdefault("seed", 7)
         key = json.dumps([dataset, recipe, version, params], sort_keys=True)
         if key not in cache:
-            cache[key] = train(
+            cache[key], _report = train(
                 model="tumor",
                 version=version,
                 spec_digest=SPEC,

@@ -28,7 +28,7 @@ def test_evaluate_and_deploy_of_a_missing_artifact_are_errored(shared: Place, tm
             "gates": "{}",
             "max_regression": "{}",
             "live_artifact": "",
-            **dict.fromkeys(["dataset_uri", "dataset_format", "target_column"], ""),
+            **dict.fromkeys(["dataset_uri", "dataset_format", "target_column", "slicing"], ""),
         },
         tmp_path / "evaluate",
     )

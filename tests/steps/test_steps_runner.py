@@ -78,6 +78,9 @@ def test_train_then_evaluate_under_the_runner(shared: Place, tmp_path: Path) -> 
     artifact = (out / "artifact").read_text()
     assert artifact.startswith("sha256:") and len(artifact) == 71
     assert (shared.store / "sha256" / f"{artifact[7:]}.skops").is_file()
+    report = json.loads((out / "report").read_text())  # the training's input digests, for the trail
+    assert report["artifact"] == artifact and sorted(report["provenance"]) == ["code", "data", "dependencies"]
+    assert report["provenance"]["data"] == "sha256:" + sha
 
     proc, out = run_step(
         "workflows.steps.evaluate:evaluate",
@@ -89,6 +92,7 @@ def test_train_then_evaluate_under_the_runner(shared: Place, tmp_path: Path) -> 
             "gates": json.dumps({"roc_auc": ">= 0.9", "p95_latency_ms": "<= 1000"}),
             "max_regression": "{}",
             "live_artifact": "",
+            "slicing": "",
         },
         tmp_path / "evaluate",
     )

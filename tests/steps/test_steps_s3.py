@@ -63,7 +63,7 @@ def _user_csv() -> bytes:
 def test_artifacts_round_trip_through_s3_by_digest(aws: S3Server, tmp_path: Path) -> None:
     sha = datasets.builtin_digest(BC)
     data = {"dataset": BC, "dataset_sha256": sha, "data_uri": CATALOG, **NO_USER_DATA}
-    artifact = train(
+    artifact, _report = train(
         model="tumor", version="1.0.0", spec_digest=SPEC, recipe="logistic-regression", params=PARAMS,
         store_uri=STORE, **data,
     )  # fmt: skip
@@ -95,7 +95,7 @@ def test_a_users_csv_dataset_round_trips_through_s3_and_trains(aws: S3Server, tm
         "dataset": "wine-class0", "uri": user["dataset_uri"], "sha256": sha, "rows": 178, "features": 5,
         "classes": 2, "psi_max": None, "psi_feature": None, "reference": None,
     }  # fmt: skip
-    artifact = train(
+    artifact, _report = train(
         model="wine", version="1.0.0", spec_digest=SPEC, recipe="logistic-regression", params=PARAMS,
         store_uri=STORE, **data,
     )  # fmt: skip

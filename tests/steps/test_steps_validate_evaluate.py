@@ -143,6 +143,7 @@ def test_evaluate_metrics_and_gates(place: Place, trained: Trainer) -> None:
         "log_loss",
         "p50_latency_ms",
         "p95_latency_ms",
+        "recall",
     }
     assert metrics["roc_auc"] > 0.95 and 0 < metrics["accuracy"] < 0.999
     assert 0 < metrics["p50_latency_ms"] <= metrics["p95_latency_ms"]

@@ -18,7 +18,7 @@ from hera.workflows import Parameter
 from numpy.typing import NDArray
 
 from controller.core.models import METRICS
-from workflows import datasets, store
+from workflows import datasets, slices, store
 from workflows.steps.common import CheckFailed, checked, dumps, json_object_param, json_param
 
 GATE_RE = re.compile(r"^\s*(>=|<=|>|<|==)\s*(\S+)\s*$")
@@ -50,6 +50,7 @@ def metrics(estimator: Any, X_test: NDArray[Any], y_test: NDArray[Any]) -> dict[
         "balanced_accuracy": balanced_accuracy_score(y_test, predicted),
         "f1_macro": f1_score(y_test, predicted, average="macro"),
         "log_loss": log_loss(y_test, proba, labels=classes),
+        "recall": slices.recall_value(y_test, predicted, classes) or 0.0,
     }
     if len(classes) == 2:
         result["roc_auc"] = roc_auc_score(y_test, proba[:, 1])
@@ -123,6 +124,7 @@ def evaluate(
     dataset_uri: str = "",
     dataset_format: str = "",
     target_column: str = "",
+    slicing: str = "",
 ) -> tuple[
     Annotated[str, Parameter(name="metrics")],
     Annotated[str, Parameter(name="gates")],
@@ -135,9 +137,13 @@ def evaluate(
     store_dir = store_uri
     data = datasets.load_pinned(data_uri, dataset, dataset_sha256, dataset_uri, dataset_format, target_column)
     _, X_test, _, y_test = datasets.split(data, int(settings.get("seed", 0)))
-    found = metrics(store.get(store_dir, artifact), X_test, y_test)
+    estimator = store.get(store_dir, artifact)
+    found = metrics(estimator, X_test, y_test)
     print(f"evaluated {artifact} on {dataset} ({len(y_test)} held-out rows): {json.dumps(found)}")
     results = gate_results(found, wanted)
+    cuts = json_object_param(slicing or "{}", "slicing")
+    if cuts.get("slices"):  # workflows/slices.py: per-slice values on the gates, then the slice gates
+        results += slices.evaluate(estimator, data, X_test, y_test, cuts, results)
     live = live_artifact.strip()
     if live and live != artifact and allowed:
         live_estimator = store.get(store_dir, live)
@@ -151,13 +157,17 @@ def evaluate(
             print(f"live {live} expects {live_features} features, not {X_test.shape[1]}: no regression check")
     passed = all(r["passed"] for r in results)
     for r in results:
+        where = f" [{r['slice']}]" if r.get("slice") else ""
         print(
-            f"{'PASS' if r['passed'] else 'FAIL'} {r['kind']} {r['metric']} {r['op']} {r['threshold']:g}: {r['value']}"
+            f"{'PASS' if r['passed'] else 'FAIL'} {r['kind']} {r['metric']}{where} {r['op']} {r['threshold']:g}: "
+            f"{r['value']}"
         )
     return dumps(found), dumps(results), "true" if passed else "false", artifact
 
 
 def describe(result: dict[str, Any]) -> str:
+    if result.get("kind") in ("slice", "slice_gap"):
+        return slices.describe(result)
     value = result.get("value")
     shown = "missing" if value is None else f"{float(value):.4g}"
     what = "regression check" if result.get("kind") == "regression" else "gate"

@@ -4,16 +4,16 @@ Place in the flow: the DAG task `train` (controller.core.contract.TRAIN), after 
 when no artifact with the pin's spec digest exists yet (build once, promote the same artifact).
 It fits the recipe (workflows/recipes) on the training split that evaluate will hold out the
 other side of, writes it to the content-addressed store (workflows/store.py, skops) and outputs
-`artifact` = "sha256:<hex>" of the stored bytes.
+`artifact` = "sha256:<hex>" of the stored bytes, and a `report` with the digests of the training's
+dependencies, code and data (workflows/provenance.py), which the controller puts in the trail.
 """
 
-import time
 from typing import Annotated
 
 from hera.workflows import Parameter
 
-from workflows import datasets, recipes, store
-from workflows.steps.common import checked, json_object_param
+from workflows import datasets, provenance, recipes, store
+from workflows.steps.common import checked, dumps, json_object_param
 
 
 @checked
@@ -30,16 +30,14 @@ def train(
     dataset_uri: str = "",
     dataset_format: str = "",
     target_column: str = "",
-) -> Annotated[str, Parameter(name="artifact")]:
+) -> tuple[Annotated[str, Parameter(name="artifact")], Annotated[str, Parameter(name="report")]]:
     settings = json_object_param(params, "params")
-    estimator = recipes.build(recipe, settings)
+    recipes.build(recipe, settings)  # bad params fail before the data is read
     data = datasets.load_pinned(data_uri, dataset, dataset_sha256, dataset_uri, dataset_format, target_column)
-    X_train, _, y_train, _ = datasets.split(data, int(settings["seed"]))
-    started = time.perf_counter()
-    estimator.fit(X_train, y_train)
-    elapsed = time.perf_counter() - started
+    fitted = provenance.fit(recipe, settings, data)
+    estimator, elapsed = fitted.estimator, fitted.seconds
     print(
-        f"trained {recipe} on {dataset}: {X_train.shape[0]} rows, {X_train.shape[1]} features in {elapsed:.2f}s",
+        f"trained {recipe} on {dataset}: {fitted.rows} rows, {len(data.feature_names)} features in {elapsed:.2f}s",
         flush=True,
     )
     artifact = store.put(
@@ -55,7 +53,14 @@ def train(
             "dataset": {"name": dataset, "sha256": data.sha256, **({"uri": dataset_uri} if dataset_uri else {})},
             "feature_names": list(data.feature_names),
             "train_seconds": round(elapsed, 4),
+            "provenance": fitted.provenance,  # dependency, code and data digests: `releasectl reproduce`
         },
     )
     print(f"stored {model} {version} as {artifact}")
-    return artifact
+    inputs = fitted.provenance
+    digests = {
+        "dependencies": inputs["dependencies_digest"],
+        "code": inputs["code_digest"],
+        "data": inputs["data_digest"],
+    }
+    return artifact, dumps({"artifact": artifact, "provenance": digests})
