@@ -110,7 +110,7 @@ def dependencies(paths: Iterable[str] | None = None) -> list[str]:
     """`name==version` of every distribution on sys.path (or `paths`), sorted; first on the path wins."""
     found: dict[str, str] = {}
     for dist in metadata.distributions(path=list(paths) if paths is not None else list(sys.path)):
-        name = dist.metadata.get("Name") if dist.metadata is not None else None
+        name = dist.name  # None for a broken dist-info without metadata
         if not name:
             continue
         found.setdefault(canonical_name(str(name)), str(dist.version))

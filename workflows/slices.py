@@ -183,8 +183,8 @@ def gate_results(cuts: dict[str, list[dict[str, Any]]], min_slice: dict[str, Any
                 apart, gap = f"{feature} (fewer than 2 slices with >= {min_rows} held-out rows)", None
             else:
                 low, high = gated[0], gated[-1]
-                best, worst = (high, low) if METRICS[metric] == "higher" else (low, high)
-                apart, gap = f"{best['slice']} vs {worst['slice']}", round(high["value"] - low["value"], 6)
+                good, bad = (high, low) if METRICS[metric] == "higher" else (low, high)
+                apart, gap = f"{good['slice']} vs {bad['slice']}", round(high["value"] - low["value"], 6)
             results.append({"metric": metric, "op": "<=", "threshold": float(amount), "value": gap,
                             "passed": _check("<=", gap, float(amount)), "kind": "slice_gap", "slice": apart,
                             "slices": values})  # fmt: skip

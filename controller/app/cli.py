@@ -281,6 +281,19 @@ def cmd_completion(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from controller.app import reproduce
+    from controller.app.runtime import Home
+
+    home = Home.resolve(args.home)
+    report = reproduce.reproduce(_repo(args), args.model, args.env, args.store or home.store, home.data)
+    if args.format == "json":
+        _json(report)
+    else:
+        print(reproduce.table(report))
+    return 0 if report["match"] else 1
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from controller.app.demo import run_demo
 
@@ -518,6 +531,20 @@ def parser() -> argparse.ArgumentParser:
         "releasectl recipes",
     )
     fmt(rc, ("table", "json"))
+
+    rp = add(
+        "reproduce",
+        cmd_reproduce,
+        "retrain the live version from its pin and inputs; exit 1 naming each input that differs",
+        "releasectl reproduce tumor-classifier --env production",
+        "releasectl reproduce tumor-classifier --env production --format json",
+    )
+    rp.add_argument("model", help="the model (the pin's file stem)")
+    rp.add_argument("--env", required=True, metavar="ENV", help="the environment whose live version to retrain")
+    rp.add_argument("--repo", default=".", metavar="PATH", help="a local clone of the release repo")
+    rp.add_argument("--home", metavar="DIR", help=HOME_HELP + "; its store and data catalog are read, never written")
+    rp.add_argument("--store", metavar="URI", help="the artifact store (default: the home's); file:// or s3://")
+    fmt(rp, ("table", "json"))
 
     co = add(
         "completion",
