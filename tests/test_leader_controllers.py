@@ -5,9 +5,10 @@ Deployment in deploy/ runs them: each with its own home, as two pods have, and s
 share: the Argo Server (tests/argo/double.py, checked against Argo's swagger, whose engine runs
 every pod's command on this machine: real steps, real training), the artifact store on a
 ReadWriteMany volume, and KServe behind the Kubernetes API double. Only the holder of the
-coordination.k8s.io/v1 Lease acts: the follower submits nothing and publishes nothing; after
-the leader is SIGKILLed, the follower takes the Lease once it has run out (the double's own request log says when) and records the next merged change. The
-trail holds exactly one outcome per change.
+coordination.k8s.io/v1 Lease acts: the follower submits nothing and publishes nothing. After
+the leader is SIGKILLed, the follower takes the Lease once it has run out (the double's own
+request log says when) and records the next merged change. The trail holds exactly one outcome
+per change.
 """
 
 from __future__ import annotations
