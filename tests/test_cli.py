@@ -212,6 +212,7 @@ def test_every_flag_has_help_and_shows_its_default_and_every_subcommand_ends_wit
             "promote",
             "recipes",
             "reconcile",
+            "reproduce",
             "retry",
             "rollback",
             "serve",

@@ -22,7 +22,7 @@ def _rows(*items: tuple[str, int, float | None]) -> list[dict[str, Any]]:
 @pytest.mark.parametrize(
     ("evaluation", "message"),
     [
-        ({"min_slice": {"recall": ">= 0.8"}}, "evaluation.min_slice and evaluation.max_slice_gap need evaluation.slices"),
+        ({"min_slice": {"recall": ">= 0.8"}}, "min_slice and evaluation.max_slice_gap need evaluation.slices"),
         ({"slices": [{"feature": "sex"}, {"feature": "sex", "quantiles": 4}]}, "names a feature twice"),
         ({"slices": [{"feature": "age", "quantiles": 1}]}, "greater than or equal to 2"),
         ({"slices": [{"feature": "sex"}], "min_slice": {"p95_latency_ms": "<= 5"}}, "Input should be 'accuracy'"),

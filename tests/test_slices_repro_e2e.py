@@ -32,7 +32,6 @@ from sklearn.preprocessing import StandardScaler
 from controller.adapters.git import GitRepo
 from controller.app.cli import main
 from controller.app.runtime import Home, compiler, local_executor
-from controller.core.models import Phase
 from controller.loop.reconciler import Reconciler
 from tests.support import git, make_release_repo
 from workflows import store
@@ -220,4 +219,5 @@ def test_reproduce_of_a_model_with_nothing_live_is_a_usage_error(
     code = main(["reproduce", "fair-noisy", "--env", "dev", "--repo", str(story.reader.path),
                  "--home", str(story.home.root)])  # fmt: skip
     assert code == 2
-    assert capsys.readouterr().err.strip().endswith(": nothing is live for fair-noisy in dev at " + story.reader.head()[:12])
+    said = capsys.readouterr().err.strip()
+    assert said.endswith(": nothing is live for fair-noisy in dev at " + story.reader.head()[:12])
