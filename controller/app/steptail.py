@@ -11,6 +11,7 @@ gives each new complete line to the controller's log, with the workflow's name a
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -82,14 +83,11 @@ class StepTail:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
-        try:
+        with contextlib.suppress(OSError):
             self.poll()  # the last lines before the controller returns
-        except OSError:
-            pass
 
 
 def tail(home: Any, log: Callable[..., None]) -> StepTail:
     runs = Path(home.runs) / "runs"  # the engine's LocalExecutor keeps <its home>/runs/<name>/
     runs.mkdir(parents=True, exist_ok=True)
     return StepTail(runs, log).start()
-
