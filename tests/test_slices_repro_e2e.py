@@ -130,8 +130,7 @@ def test_good_overall_but_poor_on_one_slice_ends_failed_naming_slice_metric_valu
     gap = round(want["sex=0"]["accuracy"] - want["sex=1"]["accuracy"], 6)
     assert status["phase"] == "Failed"
     assert status["reason"] == (
-        f"slice sex=1: recall {want['sex=1']['recall']:.4g} < 0.85; "
-        f"slice gap sex=0 vs sex=1: accuracy {gap:.4g} > 0.1"
+        f"slice sex=1: recall {want['sex=1']['recall']:.4g} < 0.85; slice gap sex=0 vs sex=1: accuracy {gap:.4g} > 0.1"
     )
     assert "live" not in status
     gates = {(g["kind"], g["metric"]): g for g in status["gates"]}
