@@ -173,13 +173,16 @@ def test_two_controllers_one_merge_one_outcome_then_the_artifact_holder_deploys_
     assert status is not None and status.live is not None
     artifact = status.live.artifact
     holders = [name for name, home in homes.items() if in_store(home, artifact)]
-    assert len(holders) == 1  # each store holds what its own controller trained: one of them landed
-    winner, loser = holders[0], next(n for n in homes if n != holders[0])
-    _, loser_result, loser_err = results[loser]
-    assert (
-        "this change already has an outcome on the new head; dropped" in loser_err  # it trained and lost the push
-        or loser_result["outcomes"] == []  # or it started after the winner's push and had nothing to do
-    )
+    # one of them landed; the other trained and lost the push, or started after it and had nothing to do
+    dropped = [
+        n for n, (_, _, err) in results.items() if "this change already has an outcome on the new head; dropped" in err
+    ]
+    idle = [n for n, (_, result, _) in results.items() if result["outcomes"] == []]
+    assert len(dropped) + len(idle) == 1, results
+    # each store holds what its own controller trained, and training is deterministic (workflows/provenance.py):
+    # a controller that trained and lost the push holds the very same bytes
+    assert holders == [n for n in homes if n not in idle]
+    winner = holders[0]
 
     # a promotion of that version, reconciled by the controller whose store holds the artifact, deploys it
     staging = user.merge_pr(
@@ -193,7 +196,7 @@ def test_two_controllers_one_merge_one_outcome_then_the_artifact_holder_deploys_
         ("staging", "Deployed", artifact)
     ]
     assert outcomes_of(repo, staging) == ["Deployed"]
-    assert "train" not in git(repo.remote, "log", "-1", "--format=%B", "main").split("How: ")[1].split(";")[0]
+    # a controller whose store lacks the artifact cannot deploy it: Errored (retried), not Failed
 
     # the other controller cannot deploy an artifact its store lacks: Errored (retried), not Failed
     production = user.merge_pr(
@@ -201,12 +204,13 @@ def test_two_controllers_one_merge_one_outcome_then_the_artifact_holder_deploys_
         lambda c: c.write_pin("production", "wine-classifier", c.read_pin("staging", "wine-classifier")),
         "Promote wine-classifier 2.2.0 to production",
     )
-    code, result, err = finished(reconcile_once(repo, homes[loser]))
+    stranger = tmp_path / "home-c"  # a controller with a store of its own that never trained this version
+    code, result, err = finished(reconcile_once(repo, stranger))
     assert code == 0, err
     (outcome,) = result["outcomes"]  # type: ignore[misc]
     assert (outcome["environment"], outcome["phase"]) == ("production", "Errored")
     assert outcome["reason"].startswith(
-        f"evaluate errored: ArtifactMissing: artifact {artifact} is not in the artifact store {homes[loser]}"
+        f"evaluate errored: ArtifactMissing: artifact {artifact} is not in the artifact store {stranger}"
     )
     assert "another controller with its own store built it" in outcome["reason"]
     assert outcomes_of(repo, production) == ["Errored"]

@@ -545,6 +545,7 @@ def parser() -> argparse.ArgumentParser:
     rp.add_argument("--repo", default=".", metavar="PATH", help="a local clone of the release repo")
     rp.add_argument("--home", metavar="DIR", help=HOME_HELP + "; its store and data catalog are read, never written")
     rp.add_argument("--store", metavar="URI", help="the artifact store (default: the home's); file:// or s3://")
+    rp.add_argument("--status-branch", metavar="NAME", help="read the status trail from this branch")
     fmt(rp, ("table", "json"))
 
     co = add(

@@ -37,7 +37,7 @@ class StoreProblem(ReleasectlError):
 
 def live_source(repo: Any, model: str, environment: str, rev: str = "HEAD") -> tuple[dict[str, str], ModelPin]:
     """The live version's facts and its pin as of the change that made it live."""
-    head = repo.rev(rev)
+    head = repo.trail_head() or repo.rev(rev)  # with --status-branch, the trail is on its own branch
     path = status_path(environment, model)
     status = parse_status(repo.read_file(head, path) or b"")
     if status is None or status.live is None:
