@@ -196,9 +196,8 @@ def test_two_controllers_one_merge_one_outcome_then_the_artifact_holder_deploys_
         ("staging", "Deployed", artifact)
     ]
     assert outcomes_of(repo, staging) == ["Deployed"]
-    # a controller whose store lacks the artifact cannot deploy it: Errored (retried), not Failed
 
-    # the other controller cannot deploy an artifact its store lacks: Errored (retried), not Failed
+    # a controller whose store lacks the artifact cannot deploy it: Errored (retried), not Failed
     production = user.merge_pr(
         "promote-production",
         lambda c: c.write_pin("production", "wine-classifier", c.read_pin("staging", "wine-classifier")),
