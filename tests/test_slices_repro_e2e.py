@@ -220,3 +220,19 @@ def test_reproduce_of_a_model_with_nothing_live_is_a_usage_error(
     assert code == 2
     said = capsys.readouterr().err.strip()
     assert said.endswith(": nothing is live for fair-noisy in dev at " + story.reader.head()[:12])
+
+
+def test_the_audit_shows_the_slices_and_the_training_inputs(story: Story, capsys: pytest.CaptureFixture[str]) -> None:
+    story.reader.pull()
+    capsys.readouterr()
+    assert main(["audit", "--repo", str(story.reader.path), "--env", "dev", "--format", "json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    (dev,) = report["environments"]
+    outcomes = {m["model"]: m["changes"][-1]["outcomes"][-1] for m in dev["models"]}
+    clean, noisy = story.status("fair-clean"), story.status("fair-noisy")
+    assert outcomes["fair-clean"]["provenance"] == clean["evidence"]["provenance"]
+    assert [(g["kind"], g.get("slice"), g["passed"]) for g in outcomes["fair-noisy"]["gates"]] == [
+        (g["kind"], g.get("slice"), g["passed"]) for g in noisy["gates"]
+    ]
+    assert main(["audit", "--repo", str(story.reader.path), "--env", "dev", "--model", "fair-noisy"]) == 0
+    assert "recall [sex=1]" in capsys.readouterr().out
