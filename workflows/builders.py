@@ -180,17 +180,18 @@ def manifest(action: Action, target: Target) -> dict[str, Any]:
     return compiled
 
 
-def smoke_manifest(action: Action, target: Target, sample: str) -> dict[str, Any]:
+def smoke_manifest(action: Action, target: Target, sample: str, reference_sha256: str = "") -> dict[str, Any]:
     """The smoke tier's variant of a deploy action's workflow: it ends after evaluate.
 
     The same templates as the full workflow, each data step with the variable SAMPLE_ENV set to
     `sample` (workflows/sample.py: JSON fraction, min_per_class, seed); always trains; no deploy
     and no gates-failed task, so it never serves anything and its phase says only whether the
-    steps ran. The label `releasectl.dev/tier: smoke` tells it apart.
+    steps ran. `reference_sha256`: the dataset validate-data checks drift against (the full
+    workflow takes the live version's). The label `releasectl.dev/tier: smoke` tells it apart.
     """
     if action.kind is not ActionKind.DEPLOY or not action.trains:
         raise ValueError("a smoke run trains: it needs a deploy action without an artifact")
-    compiled: dict[str, Any] = build_deploy(action, target, sample=sample).to_dict()
+    compiled: dict[str, Any] = build_deploy(action, target, sample=sample, reference=reference_sha256).to_dict()
     return compiled
 
 
@@ -306,7 +307,7 @@ def _deploy_args(action: Action, pin: ModelPin, target: Target, artifact: Any, s
     }
 
 
-def build_deploy(action: Action, target: Target, *, sample: str = "") -> Workflow:
+def build_deploy(action: Action, target: Target, *, sample: str = "", reference: str = "") -> Workflow:
     """Deploy a new or changed pin: train when no artifact exists for its digest, else reuse it.
 
     With `sample` (smoke_manifest): the data steps work on that sample and the DAG ends after evaluate.
@@ -328,7 +329,7 @@ def build_deploy(action: Action, target: Target, *, sample: str = "") -> Workflo
                 template=validate_t,
                 arguments={
                     **_data_args(pin, target),
-                    "reference_sha256": (live.dataset_sha256 or "") if live else "",
+                    "reference_sha256": reference or ((live.dataset_sha256 or "") if live else ""),
                     "max_drift_psi": str(pin.evaluation.max_drift_psi),
                 },
             )

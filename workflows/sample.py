@@ -33,7 +33,7 @@ class Sample:
     """How much of each class the smoke tier trains and evaluates on."""
 
     fraction: float = 0.05
-    min_per_class: int = 10  # the 25 % stratified split then holds out at least 2 rows of each class
+    min_per_class: int = 20  # the 25 % stratified split then holds out about 5 rows of each class
     seed: int = 0
 
     def __post_init__(self) -> None:

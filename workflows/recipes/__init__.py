@@ -87,7 +87,11 @@ BUILTIN = {
             cheap=CHEAP["gradient-boosting"],
         ),
         Recipe(
-            "random-forest", RECIPES["random-forest"], _random_forest, "sklearn RandomForest", cheap=CHEAP["random-forest"]
+            "random-forest",
+            RECIPES["random-forest"],
+            _random_forest,
+            "sklearn RandomForest",
+            cheap=CHEAP["random-forest"],
         ),
         Recipe(
             "logistic-regression",
@@ -113,7 +117,9 @@ def _checked(found: object, name: str, source: str) -> Recipe:
         raise TypeError(f"parameter {bad[0]!r} must be an identifier of type int, float, bool or str")
     params = {**recipe.params, "seed": int}
     cheap = dict(recipe.cheap)
-    bad = sorted(k for k, v in cheap.items() if k not in params or isinstance(v, bool) or not isinstance(v, int | float))
+    bad = sorted(
+        k for k, v in cheap.items() if k not in params or isinstance(v, bool) or not isinstance(v, int | float)
+    )
     if bad:
         raise TypeError(f"cheap setting {bad[0]!r} must be a numeric bound on one of the recipe's parameters")
     return Recipe(name, params, recipe.build, recipe.description, source, cheap)
@@ -205,9 +211,7 @@ def cheap_params(recipe: str, params: dict[str, Any]) -> dict[str, Any]:
     out = dict(params)
     for key, bound in (found.cheap if found is not None else {}).items():
         value = out.get(key)
-        if value is None:
-            out[key] = bound
-        elif not isinstance(value, bool) and isinstance(value, int | float) and value > bound:
+        if value is None or (not isinstance(value, bool) and isinstance(value, int | float) and value > bound):
             out[key] = bound
     return out
 
