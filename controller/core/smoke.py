@@ -209,7 +209,7 @@ def _with(base: PinCheck, **changes: Any) -> PinCheck:
 def invalid(path: str, environment: str, model: str, version: str, problems: Sequence[str]) -> PinCheck:
     """A touched pin that cannot be run: the first problem, and how many more there are."""
     more = f" (and {len(problems) - 1} more; run releasectl validate)" if len(problems) > 1 else ""
-    first = problems[0] if problems else "not a valid pin"
+    first = (problems[0] if problems else "not a valid pin").removeprefix(f"{path}: ")
     return PinCheck(path, environment, model, version, "failed", PIN_STEP, one_line(first, 300) + more)
 
 
