@@ -34,6 +34,9 @@ class OneModel(serving.Router):
     def models(self) -> dict[str, dict[str, Any]]:
         return {self.model: {**self.entry, "candidate": None}}
 
+    def fixed_version(self) -> str | None:
+        return str(self.entry["version"])
+
 
 def make_server(
     model: str, version: str, artifact: str, store_uri: str, host: str = "127.0.0.1", port: int = 8080

@@ -238,6 +238,10 @@ class Router:
         slot = self.pick(model)
         return self.predict_with(slot, instances), slot
 
+    def fixed_version(self) -> str | None:
+        """The version every answer of this router comes from, when it serves only one (a predictor pod)."""
+        return None
+
 
 # ---------------------------------------------------------------------------------------------
 # HTTP (KServe v1 protocol)
@@ -254,9 +258,17 @@ class ServingServer(ThreadingHTTPServer):
         return f"http://{host!s}:{port}"
 
 
+VERSION_HEADER = "X-Model-Version"
+
+
 class Handler(BaseHTTPRequestHandler):
+    """KServe v1 over HTTP. Every answer that a version gave, errors included, names it in the
+    X-Model-Version header, so a client behind a traffic split (the KServe canary) can judge the
+    candidate on its own answers only."""
+
     server: ServingServer
     server_version = "releasectl-serving/1"
+    answered_by: str | None = None
 
     def log_message(self, format: str, *args: Any) -> None:
         if self.server.verbose:
@@ -267,6 +279,8 @@ class Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
+        if self.answered_by:
+            self.send_header(VERSION_HEADER, self.answered_by)
         self.end_headers()
         self.wfile.write(data)
 
@@ -279,6 +293,7 @@ class Handler(BaseHTTPRequestHandler):
         return rest
 
     def _guard(self, action: Any) -> None:
+        self.answered_by = self.server.router.fixed_version()
         try:
             action()
         except BadRequest as exc:
@@ -304,6 +319,7 @@ class Handler(BaseHTTPRequestHandler):
         elif path.startswith("/v1/models/"):
             model = self._model(path.removeprefix("/v1/models/"))
             slot = router.live_slot(model)
+            self.answered_by = slot.version
             router.estimator(slot.artifact)
             self._send(HTTPStatus.OK, {"name": model, "ready": True, "version": slot.version})
         else:
@@ -324,7 +340,9 @@ class Handler(BaseHTTPRequestHandler):
         if not isinstance(body, dict) or "instances" not in body:
             raise BadRequest('the body must be a JSON object {"instances": [[...], ...]}')
         instances = parse_instances(body["instances"])
-        predictions, slot = self.server.router.predict(model, instances)
+        slot = self.server.router.pick(model)
+        self.answered_by = slot.version
+        predictions = self.server.router.predict_with(slot, instances)
         self._send(HTTPStatus.OK, {"predictions": predictions, "model_name": model, "model_version": slot.version})
 
 
