@@ -34,7 +34,9 @@ from controller.loop.reconciler import Reconciler
 from tests.support import ROOT, make_release_repo
 
 ENVIRONMENTS = ("dev", "staging", "production")
-STEP_DONE = re.compile(r"^[^/\s]+/[^:\s]+: \w+ in ([0-9.]+)s$")  # "<run>/<task>: Succeeded in 0.33s"
+# A step attempt's line from the local executor (controller/adapters/local/run.py), e.g.
+# "<run>/<task>: Succeeded in 0.33s" or "<run>/<task>: Failed in 0.20s (exit 2): ...", not a run's.
+STEP_DONE = re.compile(r"^[^/\s]+/[^:\s]+: \w+ in ([0-9.]+)s\b")
 
 
 class StepSeconds:
