@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from controller.app.cli import main
+from controller.core import models
 from tests.support import Clone, git, make_release_repo
-from workflows import datasets
+from workflows import datasets, recipes
 
 pytestmark = pytest.mark.slow
 
@@ -211,3 +214,74 @@ def test_usage_and_an_unreadable_pin(capsys: pytest.CaptureFixture[str], pr: tup
         "training.params.depth: is not a parameter of recipe gradient-boosting "
         "(allowed: learning_rate, max_depth, n_estimators, seed, subsample) [recipe-params]"
     )
+
+
+# -- a team's installed recipes: their own cheap settings, or the params as they are ----------------
+
+PACKAGE = '''
+"""A team's recipes in their own package."""
+
+from workflows.recipes import Recipe
+
+
+def _extra_trees(params, seed):
+    from sklearn.ensemble import ExtraTreesClassifier
+
+    return ExtraTreesClassifier(random_state=seed, **params)
+
+
+capped = Recipe("acme-capped", {"n_estimators": int}, _extra_trees, "ExtraTrees", cheap={"n_estimators": 5})
+plain = Recipe("acme-plain", {"n_estimators": int}, _extra_trees, "ExtraTrees")
+'''
+
+
+@pytest.fixture
+def installed_recipes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """An installed distribution (a module and its .dist-info with entry points) on sys.path and PYTHONPATH."""
+    site = tmp_path / "site"
+    (site / "acme_smoke").mkdir(parents=True)
+    (site / "acme_smoke/__init__.py").write_text(PACKAGE)
+    info = site / "acme_smoke-0.1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-smoke\nVersion: 0.1.0\n")
+    (info / "entry_points.txt").write_text(
+        "[releasectl.recipes]\nacme-capped = acme_smoke:capped\nacme-plain = acme_smoke:plain\n"
+    )
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setenv("PYTHONPATH", str(site))  # the executor's steps get it from the environment
+    recipes.registry(refresh=True)
+    yield
+    for name in ("acme-capped", "acme-plain"):
+        models.RECIPES.pop(name, None)
+    sys.modules.pop("acme_smoke", None)
+    monkeypatch.undo()
+    recipes.registry(refresh=True)
+
+
+def _iris_pin(model: str, recipe: str) -> str:
+    return (
+        "apiVersion: releasectl/v1\nkind: ModelPin\n"
+        f"model: {model}\nversion: 1.0.0\nowner: ml-platform@example.com\n"
+        f"training:\n  recipe: {recipe}\n"
+        f"  dataset: {{name: iris, sha256: {datasets.builtin_digest('iris')}}}\n"
+        "  params: {n_estimators: 15, seed: 2}\n"
+        'evaluation:\n  gates: {accuracy: ">= 0.5"}\n'
+    )
+
+
+def test_installed_recipes_say_their_cheap_settings_or_train_as_pinned(
+    capsys: pytest.CaptureFixture[str], pr: tuple[Clone, Path], installed_recipes: None
+) -> None:
+    user, _ = pr
+    user.write("environments/dev/iris-capped.yaml", _iris_pin("iris-capped", "acme-capped"))
+    user.write("environments/dev/iris-plain.yaml", _iris_pin("iris-plain", "acme-plain"))
+    user.commit("two models on a team's recipes")
+    code, out, err = run(capsys, "check", "--smoke", "--repo", str(user.path), "--format", "json")
+    assert code == 0, (out, err)
+    pins = {p["model"]: p for p in json.loads(out)["pins"]}
+    assert {m: (p["result"], p["params"]) for m, p in pins.items()} == {
+        "iris-capped": ("passed", {"n_estimators": 5, "seed": 2}),
+        "iris-plain": ("passed", {"n_estimators": 15, "seed": 2}),
+    }
+    # iris has 50 rows per class: 5 % is 3, so the floor of 20 per class holds
+    assert pins["iris-plain"]["sample"] == {"rows": 60, "of": 150, "fraction": 0.05, "seed": 0}
