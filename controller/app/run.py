@@ -132,8 +132,19 @@ def build(
         max_parallel=args.max_parallel,
     )
 
+    tailer = None
+    if getattr(args, "verbose", False):
+        if argo is None:
+            from controller.app.steptail import tail
+
+            tailer = tail(home, log)
+        else:
+            log("-v: step lines come from the local engine; with --executor argo follow them with argo get / argo logs")
+
     def close() -> None:
         try:
+            if tailer is not None:
+                tailer.stop()
             executor.close()
         finally:
             lock.release()
