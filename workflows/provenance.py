@@ -170,11 +170,17 @@ def fit(recipe: str, settings: dict[str, Any], data: Any) -> Fitted:
     import time
 
     from workflows import datasets, recipes
+    from workflows.steps.common import CheckFailed
 
     estimator = recipes.build(recipe, settings)
     X_train, _, y_train, _ = datasets.split(data, int(settings["seed"]))
     started = time.perf_counter()
-    estimator.fit(X_train, y_train)
+    try:
+        estimator.fit(X_train, y_train)
+    except ValueError as exc:  # scikit-learn checks parameter values at fit: a value the pin gave is the user's
+        if type(exc).__name__ != "InvalidParameterError":
+            raise
+        raise CheckFailed(f"recipe {recipe}: {' '.join(str(exc).split())}") from None
     elapsed = time.perf_counter() - started
     inputs = record(recipes.registry()[recipe].build, data.sha256)
     return Fitted(estimator, canonical_dumps(estimator), inputs, elapsed, int(X_train.shape[0]))

@@ -18,7 +18,7 @@ from hera.workflows import Parameter
 from numpy.typing import NDArray
 
 from controller.core.models import METRICS
-from workflows import datasets, slices, store
+from workflows import datasets, sample, slices, store
 from workflows.steps.common import CheckFailed, checked, dumps, json_object_param, json_param
 
 GATE_RE = re.compile(r"^\s*(>=|<=|>|<|==)\s*(\S+)\s*$")
@@ -136,6 +136,7 @@ def evaluate(
     allowed = json_object_param(max_regression, "max_regression")
     store_dir = store_uri
     data = datasets.load_pinned(data_uri, dataset, dataset_sha256, dataset_uri, dataset_format, target_column)
+    data = sample.sampled(data)  # all rows, except in a smoke manifest (workflows/sample.py)
     _, X_test, _, y_test = datasets.split(data, int(settings.get("seed", 0)))
     estimator = store.get(store_dir, artifact)
     found = metrics(estimator, X_test, y_test)

@@ -12,7 +12,7 @@ from typing import Annotated
 
 from hera.workflows import Parameter
 
-from workflows import datasets, provenance, recipes, store
+from workflows import datasets, provenance, recipes, sample, store
 from workflows.steps.common import checked, dumps, json_object_param
 
 
@@ -34,6 +34,7 @@ def train(
     settings = json_object_param(params, "params")
     recipes.build(recipe, settings)  # bad params fail before the data is read
     data = datasets.load_pinned(data_uri, dataset, dataset_sha256, dataset_uri, dataset_format, target_column)
+    data = sample.sampled(data)  # all rows, except in a smoke manifest (workflows/sample.py)
     fitted = provenance.fit(recipe, settings, data)
     estimator, elapsed = fitted.estimator, fitted.seconds
     print(
