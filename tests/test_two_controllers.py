@@ -180,8 +180,9 @@ def test_two_controllers_one_merge_one_outcome_then_the_artifact_holder_deploys_
     idle = [n for n, (_, result, _) in results.items() if result["outcomes"] == []]
     assert len(dropped) + len(idle) == 1, results
     # each store holds what its own controller trained, and training is deterministic (workflows/provenance.py):
-    # a controller that trained and lost the push holds the very same bytes
-    assert holders == [n for n in homes if n not in idle]
+    # the one whose outcome landed holds it, and one that also trained (then lost the push, or found the
+    # outcome recorded when it came to write) holds the very same bytes, under the same digest
+    assert holders and set(holders) >= {n for n in homes if n not in dropped + idle}
     winner = holders[0]
 
     # a promotion of that version, reconciled by the controller whose store holds the artifact, deploys it
