@@ -357,7 +357,9 @@ class _Handler(BaseHTTPRequestHandler):
         if component.get("latestCreatedRevision") != latest:
             args = predictor["containers"][0]["args"]
             opt = {args[i]: args[i + 1] for i in range(0, len(args) - 1, 2)}
-            s.revisions[latest] = OneModel(opt["--model"], opt["--version"], opt["--artifact"], opt["--store-uri"])
+            s.revisions[latest] = OneModel(
+                opt["--model"], opt["--version"], opt["--artifact"], opt["--store-uri"], opt.get("--shadow-url", "")
+            )
         component["latestCreatedRevision"] = component["latestReadyRevision"] = latest
         canary = predictor.get("canaryTrafficPercent")
         knative = obj["metadata"]["annotations"].get("serving.kserve.io/deploymentMode") == "Knative"
@@ -414,6 +416,9 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             if self.command == "GET" and rest == f"/v1/models/{router.model}":
                 self._send(200, {"name": router.model, "ready": True, "version": router.entry["version"]})
+            elif self.command == "GET" and rest == f"/v1/models/{router.model}/shadow":
+                figures = router.shadow_figures(router.model)  # the predictor's own route, passed through
+                self._send(200 if figures else 404, {"name": router.model, "shadow": figures})
             elif self.command == "POST" and rest == f"/v1/models/{router.model}:predict":
                 body = self._body()
                 predictions, slot = router.predict(router.model, body["instances"])
