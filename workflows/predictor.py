@@ -40,7 +40,7 @@ class OneModel(serving.Router):
         X = instances if isinstance(instances, np.ndarray) else serving.parse_instances(instances)
         started = time.perf_counter()
         answers = self.predict_with(slot, X)
-        self.mirror.submit(X.tolist(), answers, time.perf_counter() - started)  # a copy; its answer is dropped
+        self.mirror.send_copy(X.tolist(), answers, time.perf_counter() - started)  # a copy; its answer is dropped
         return answers, slot
 
     def shadow_figures(self, model: str) -> dict[str, Any] | None:

@@ -18,7 +18,6 @@ import urllib.error
 import urllib.request
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -184,16 +183,15 @@ class HttpMirror:
         self.tally = Tally()
         self.timeout_s = timeout_s
         self._slots = threading.BoundedSemaphore(max_in_flight)
-        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="shadow-mirror")
 
-    def submit(self, rows: list[list[float]], live: list[Any], live_s: float) -> None:
+    def send_copy(self, rows: list[list[float]], live: list[Any], live_s: float) -> None:
         if not self._slots.acquire(blocking=False):
             with self.tally._lock:
                 self.tally.dropped += 1
             return
         with self.tally._lock:
             self.tally.in_flight += 1
-        self._pool.submit(self._send, rows, live, live_s)
+        threading.Thread(target=self._send, args=(rows, live, live_s), daemon=True).start()
 
     def _send(self, rows: list[list[float]], live: list[Any], live_s: float) -> None:
         started = time.perf_counter()
