@@ -124,7 +124,8 @@ def test_a_low_agreement_candidate_ends_failed_with_its_figures(place: Place, tr
         _deploy(place, "2.0.0", stump, "shadow", json.dumps({"min_requests": 200, "min_agreement": 0.99}))
     message = str(info.value)
     assert message.startswith(
-        f"shadow 2.0.0 not promoted: agreement {agreement:.4f} < min_agreement 0.99 over 200 mirrored requests (200 rows)"
+        f"shadow 2.0.0 not promoted: agreement {agreement:.4f} < min_agreement 0.99 "
+        "over 200 mirrored requests (200 rows)"
     )
     assert "'min_requests': 200, 'min_agreement': 0.99" in message and message.endswith("1.0.0 kept serving")
     assert serving.read_state(place.serving, "dev", "tumor") == before  # the shadow is gone, live unchanged
@@ -171,8 +172,8 @@ def test_judge(figures: dict[str, Any], bounds: shadow.Bounds, why: str | None) 
                      id="zero-requests"),
         pytest.param('{"min_agreement": 1.5}', "shadow.min_agreement must be a number between 0 and 1, got 1.5",
                      id="agreement-above-one"),
-        pytest.param('{"max_latency_ratio": true}', "shadow.max_latency_ratio must be a number at least 1e-09, got True",
-                     id="boolean-ratio"),
+        pytest.param('{"max_latency_ratio": true}',
+                     "shadow.max_latency_ratio must be a number at least 1e-09, got True", id="boolean-ratio"),
         pytest.param('{"min_agrement": 0.9}', "shadow: unknown field(s) min_agrement", id="misspelt"),
         pytest.param("[1]", "shadow must be a JSON object, got list", id="not-an-object"),
     ],
