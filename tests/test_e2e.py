@@ -274,3 +274,21 @@ def test_releasectl_serve_answers_predictions_for_the_live_version(setup: Setup)
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_a_shadow_rollout_records_its_agreement_in_the_trail(setup: Setup) -> None:
+    """dev digits-classifier 0.4.0 by shadow: the same recipe, params, data and seed train the same
+    model, so the mirrored answers agree exactly, and the trail says so."""
+    before = setup.status("dev", "digits-classifier")["live"]
+    shadow = {"min_requests": 100, "min_agreement": 0.99, "max_latency_ratio": 50}
+    setup.bump("dev", "digits-classifier", version="0.4.0", deployment={"strategy": "shadow", "shadow": shadow})
+    (outcome,) = setup.rec.settle().outcomes
+    assert outcome.phase is Phase.DEPLOYED, outcome.reason
+    status = setup.status("dev", "digits-classifier")
+    assert status["live"]["version"] == "0.4.0" and status["deployed"][1]["version"] == before["version"]
+    figures = status["evidence"]["shadow"]
+    assert (figures["requests"], figures["agreement"]) == (100, 1.0)
+    assert (figures["min_requests"], figures["min_agreement"], figures["max_latency_ratio"]) == (100, 0.99, 50)
+    assert figures["live_p95_ms"] > 0 and figures["shadow_p95_ms"] > 0
+    state = json.loads((setup.home.serving / "dev" / "digits-classifier.json").read_text())
+    assert "shadow" not in state and state["live"]["version"] == "0.4.0"

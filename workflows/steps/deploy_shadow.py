@@ -33,6 +33,7 @@ def run_shadow(
 ) -> None:
     """Mirror live traffic to the candidate; return when it may be promoted, else CheckFailed."""
     model, environment = base["model"], base["environment"]
+    router.estimator(entry["artifact"])  # loaded before timing: the first mirrored request is not a load
     serving.write_state(serving_dir, environment, model, {**base, "candidate": None, "shadow": entry})
     router.forget(model)
     with router._lock:  # a fresh tally: the figures are this rollout's alone
