@@ -9,9 +9,10 @@
   `observedGeneration`, and `components.predictor.traffic` follows `canaryTrafficPercent`
   (Knative) with latest/previous rolled-out revisions; promotion is the field's removal.
 - The data plane of each InferenceService (`status.url`) is served here as well: a request goes
-  to the latest or the previous revision by the traffic split, and each revision is the project's
-  own predictor (workflows/predictor.py `OneModel`), built from the container args we applied, so
-  what answers is the artifact the manifest names, loaded from its store.
+  to the latest or the previous revision by the traffic split (Knative's part), and each revision
+  is the project's own predictor server (workflows/predictor.py `make_server`) on a loopback port,
+  started from the container args we applied, so what answers (body, status and the
+  X-Model-Version header) is the pod's own code serving the artifact the manifest names.
 
 Every object it returns is complete (apiVersion, kind, metadata with uid, resourceVersion,
 generation, creationTimestamp), because kubernetes 37 validates what it deserializes.
@@ -24,6 +25,8 @@ import json
 import random
 import threading
 import time
+import urllib.error
+import urllib.request
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -57,7 +60,7 @@ class KubeDouble(ThreadingHTTPServer):
         self.version = 100
         self.leases: dict[tuple[str, str], dict[str, Any]] = {}
         self.isvcs: dict[tuple[str, str], dict[str, Any]] = {}
-        self.revisions: dict[str, Any] = {}  # revision name -> OneModel router
+        self.revisions: dict[str, Any] = {}  # revision name -> its predictor server (a pod)
         self.log: list[dict[str, Any]] = []  # every request: t, method, path, status, holder, content type
         self.applied: list[dict[str, Any]] = []  # every InferenceService body applied, as sent
         self.returned: list[dict[str, Any]] = []  # every InferenceService object answered
@@ -77,6 +80,9 @@ class KubeDouble(ThreadingHTTPServer):
     def __exit__(self, *exc: object) -> None:
         self.shutdown()
         self.server_close()
+        for pod in self.revisions.values():
+            pod.shutdown()
+            pod.server_close()
 
     def kubeconfig(self, path: Any, token: str = "test-token") -> Any:
         config = {
@@ -132,8 +138,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def _body(self) -> Any:
+        raw = self._raw_body()
+        return json.loads(raw) if raw else None
+
+    def _raw_body(self) -> bytes:
         length = int(self.headers.get("Content-Length") or 0)
-        return json.loads(self.rfile.read(length)) if length else None
+        return self.rfile.read(length) if length else b""
 
     def _record(self, kind: str, code: int, holder: str | None = None) -> None:
         self.server.log.append(
@@ -346,7 +356,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _reconcile(self, obj: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
         """What KServe's controller would report: revisions, traffic, Ready."""
-        from workflows.predictor import OneModel
+        from workflows import predictor as pod
 
         s = self.server
         name, namespace = obj["metadata"]["name"], obj["metadata"]["namespace"]
@@ -357,9 +367,12 @@ class _Handler(BaseHTTPRequestHandler):
         if component.get("latestCreatedRevision") != latest:
             args = predictor["containers"][0]["args"]
             opt = {args[i]: args[i + 1] for i in range(0, len(args) - 1, 2)}
-            s.revisions[latest] = OneModel(
-                opt["--model"], opt["--version"], opt["--artifact"], opt["--store-uri"], opt.get("--shadow-url", "")
-            )
+            server = pod.make_server(
+                opt["--model"], opt["--version"], opt["--artifact"], opt["--store-uri"], port=0,
+                shadow_url=opt.get("--shadow-url", ""),
+            )  # fmt: skip
+            threading.Thread(target=server.serve_forever, daemon=True).start()
+            s.revisions[latest] = server
         component["latestCreatedRevision"] = component["latestReadyRevision"] = latest
         canary = predictor.get("canaryTrafficPercent")
         knative = obj["metadata"]["annotations"].get("serving.kserve.io/deploymentMode") == "Knative"
@@ -396,8 +409,6 @@ class _Handler(BaseHTTPRequestHandler):
     # -- the data plane ------------------------------------------------------------------------
 
     def _serve(self, parts: list[str]) -> None:
-        from workflows import serving
-
         s = self.server
         obj = s.isvcs.get((parts[0], parts[1])) if len(parts) == 3 else None
         if obj is None:
@@ -411,21 +422,19 @@ class _Handler(BaseHTTPRequestHandler):
                 chosen = entry["revisionName"]
                 break
             draw -= entry["percent"]
-        router = s.revisions[chosen]
-        rest = "/" + parts[2]
+        target = f"{s.revisions[chosen].url}/{parts[2]}"
+        data = self._raw_body() if self.command == "POST" else None
+        request = urllib.request.Request(target, data=data, method=self.command)  # noqa: S310 - loopback
+        request.add_header("Content-Type", "application/json")
         try:
-            if self.command == "GET" and rest == f"/v1/models/{router.model}":
-                self._send(200, {"name": router.model, "ready": True, "version": router.entry["version"]})
-            elif self.command == "GET" and rest == f"/v1/models/{router.model}/shadow":
-                figures = router.shadow_figures(router.model)  # the predictor's own route, passed through
-                self._send(200 if figures else 404, {"name": router.model, "shadow": figures})
-            elif self.command == "POST" and rest == f"/v1/models/{router.model}:predict":
-                body = self._body()
-                predictions, slot = router.predict(router.model, body["instances"])
-                self._send(200, {"predictions": predictions, "model_name": router.model, "model_version": slot.version})
-            else:
-                self._send(404, {"error": f"no such path {rest}"})
-        except serving.BadRequest as exc:
-            self._send(400, {"error": str(exc)})
-        except Exception as exc:
-            self._send(500, {"error": f"{type(exc).__name__}: {exc}"})
+            with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310
+                status, headers, payload = answer.status, answer.headers, answer.read()
+        except urllib.error.HTTPError as exc:
+            status, headers, payload = exc.code, exc.headers, exc.read()
+        self.send_response(status)
+        for name in ("Content-Type", "X-Model-Version"):
+            if headers.get(name):
+                self.send_header(name, headers[name])
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)

@@ -33,10 +33,10 @@ class OneModel(serving.Router):
         self.mirror = shadow.HttpMirror(shadow_url, model) if shadow_url else None
         self.estimator(artifact)  # load (and verify) now: fail fast, before the pod can be Ready
 
-    def predict(self, model: str, instances: Any) -> tuple[list[Any], serving.Slot]:
+    def predict(self, model: str, instances: Any, slot: serving.Slot | None = None) -> tuple[list[Any], serving.Slot]:
         if self.mirror is None:
-            return super().predict(model, instances)
-        slot = self.pick(model)
+            return super().predict(model, instances, slot)
+        slot = slot or self.pick(model)
         X = instances if isinstance(instances, np.ndarray) else serving.parse_instances(instances)
         started = time.perf_counter()
         answers = self.predict_with(slot, X)
@@ -54,6 +54,9 @@ class OneModel(serving.Router):
 
     def models(self) -> dict[str, dict[str, Any]]:
         return {self.model: {**self.entry, "candidate": None}}
+
+    def fixed_version(self) -> str | None:
+        return str(self.entry["version"])
 
 
 def make_server(

@@ -237,9 +237,9 @@ class Router:
                 raise PredictionError(f"model {slot.model} {slot.version} answered {answer!r}, not one of its classes")
         return result
 
-    def predict(self, model: str, instances: Any) -> tuple[list[Any], Slot]:
+    def predict(self, model: str, instances: Any, slot: Slot | None = None) -> tuple[list[Any], Slot]:
         """The picked slot's answers; a shadow, when the state names one, answers a copy (never returned)."""
-        slot = self.pick(model)
+        slot = slot or self.pick(model)
         X = instances if isinstance(instances, np.ndarray) else parse_instances(instances)
         started = time.perf_counter()
         answers = self.predict_with(slot, X)
@@ -266,6 +266,10 @@ class Router:
         figures = tally.figures() if tally else shadow.Tally().figures()
         return {"version": entry["version"], **figures}
 
+    def fixed_version(self) -> str | None:
+        """The version every answer of this router comes from, when it serves only one (a predictor pod)."""
+        return None
+
 
 # ---------------------------------------------------------------------------------------------
 # HTTP (KServe v1 protocol)
@@ -288,9 +292,17 @@ class ServingServer(ThreadingHTTPServer):
         return f"http://{host!s}:{port}"
 
 
+VERSION_HEADER = "X-Model-Version"
+
+
 class Handler(BaseHTTPRequestHandler):
+    """KServe v1 over HTTP. Every answer that a version gave, errors included, names it in the
+    X-Model-Version header, so a client behind a traffic split (the KServe canary) can judge the
+    candidate on its own answers only."""
+
     server: ServingServer
     server_version = "releasectl-serving/1"
+    answered_by: str | None = None
 
     def log_message(self, format: str, *args: Any) -> None:
         if self.server.verbose:
@@ -301,6 +313,8 @@ class Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
+        if self.answered_by:
+            self.send_header(VERSION_HEADER, self.answered_by)
         self.end_headers()
         self.wfile.write(data)
 
@@ -313,6 +327,7 @@ class Handler(BaseHTTPRequestHandler):
         return rest
 
     def _guard(self, action: Any) -> None:
+        self.answered_by = self.server.router.fixed_version()
         try:
             action()
         except BadRequest as exc:
@@ -344,6 +359,7 @@ class Handler(BaseHTTPRequestHandler):
         elif path.startswith("/v1/models/"):
             model = self._model(path.removeprefix("/v1/models/"))
             slot = router.live_slot(model)
+            self.answered_by = slot.version
             router.estimator(slot.artifact)
             self._send(HTTPStatus.OK, {"name": model, "ready": True, "version": slot.version})
         else:
@@ -364,7 +380,9 @@ class Handler(BaseHTTPRequestHandler):
         if not isinstance(body, dict) or "instances" not in body:
             raise BadRequest('the body must be a JSON object {"instances": [[...], ...]}')
         instances = parse_instances(body["instances"])
-        predictions, slot = self.server.router.predict(model, instances)
+        slot = self.server.router.pick(model)
+        self.answered_by = slot.version
+        predictions, _ = self.server.router.predict(model, instances, slot)  # mirrored and sampled there
         self._send(HTTPStatus.OK, {"predictions": predictions, "model_name": model, "model_version": slot.version})
 
 

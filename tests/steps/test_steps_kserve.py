@@ -184,3 +184,27 @@ def test_the_crd_check_catches_a_misspelt_field() -> None:
     assert errors(body) == [
         "spec.predictor: Additional properties are not allowed ('canaryTraficPercent' was unexpected)"
     ]
+
+
+def test_the_canary_is_judged_on_the_candidates_own_answers(kube: KubeDouble, place: Place, trained: Trainer) -> None:
+    """The live version fails every request the canary sends (it expects 64 values, rows have 30),
+    the candidate answers them all: the candidate is promoted, the live version's errors are
+    reported apart. Each pod names itself in X-Model-Version; Knative's split is the double's."""
+    digits = trained("digits")
+    good = trained(BC)
+    o = opts(place)
+    digit_rows = np.asarray(datasets.BUILTINS["digits"]().data[:40], dtype=np.float64)
+    rollout.deploy(
+        o, "production", "tumor", "1.0.0", digits, "direct", ([], 0, 0), digit_rows, list(range(10)), {"steps": []}
+    )
+    report: dict[str, Any] = {"steps": []}
+    rollout.deploy(o, "production", "tumor", "2.0.0", good, "canary", ([10, 50, 100], 0.0, 40), rows(), [0, 1], report)
+    assert [s["weight"] for s in report["steps"]] == [10, 50, 100]
+    for s in report["steps"]:
+        assert s["errors"] == 0 and s["error_rate"] == 0.0 and s["unattributed"] == 0
+        assert s["candidate_requests"] + s["live_errors"] == s["requests"]  # every live answer failed
+        assert s["candidate_requests"] >= round(40 * s["weight"] / 200)
+    assert report["steps"][0]["live_errors"] > 0 and report["steps"][-1]["live_errors"] == 0
+    assert percents(kube) == [None, 10, 50, 100, None]
+    live = kube.isvcs[("models", "production-tumor")]
+    assert live["metadata"]["labels"]["releasectl.dev/version"] == "2.0.0"

@@ -122,3 +122,43 @@ def test_router_refuses_bad_names(place: Place) -> None:
         router.pick("../../etc/passwd")
     with pytest.raises(serving.NotServed):
         router.pick("absent")
+
+
+def _version_header(srv: serving.ServingServer, path: str, body: bytes | None = None) -> tuple[int, str | None]:
+    req = request.Request(srv.url + path, data=body, method="POST" if body is not None else "GET")
+    req.add_header("Content-Type", "application/json")
+    try:
+        with request.urlopen(req, timeout=10) as resp:
+            return resp.status, resp.headers.get(serving.VERSION_HEADER)
+    except error.HTTPError as exc:
+        return exc.code, exc.headers.get(serving.VERSION_HEADER)
+
+
+def test_every_answer_names_the_version_that_gave_it(place: Place, trained: Trainer) -> None:
+    """X-Model-Version: on answers and on a version's own errors; not on a request no version saw."""
+    from workflows import predictor
+
+    artifact = trained()
+    pod = predictor.make_server("tumor", "2.1.0", artifact, place.store_uri, port=0)
+    threading.Thread(target=pod.serve_forever, daemon=True).start()
+    try:
+        row = datasets.load(place.data, BC, datasets.builtin_digest(BC)).X[:1].tolist()
+        assert _version_header(pod, "/v1/models/tumor:predict", json.dumps({"instances": row}).encode()) == (
+            200,
+            "2.1.0",
+        )
+        assert _version_header(pod, "/v1/models/tumor:predict", b'{"instances": [[1.0, 2.0]]}') == (400, "2.1.0")
+        assert _version_header(pod, "/v1/models/tumor") == (200, "2.1.0")
+    finally:
+        pod.shutdown()
+        pod.server_close()
+    srv = serving.make_server(place.serving, place.store, "dev", port=0, seed=3)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        _install(place, "1.0.0", artifact)
+        assert _version_header(srv, "/v1/models/tumor:predict", b'{"instances": [[1.0, 2.0]]}') == (400, "1.0.0")
+        assert _version_header(srv, "/v1/models/tumor:predict", b"{not json") == (400, None)
+        assert _version_header(srv, "/v1/models/nope:predict", b'{"instances": [[1.0]]}') == (404, None)
+    finally:
+        srv.shutdown()
+        srv.server_close()

@@ -35,6 +35,7 @@ import numpy as np
 
 from controller.core.models import DNS_LABEL_RE
 from controller.ports import LABEL_ENVIRONMENT, LABEL_MANAGED, LABEL_MODEL, LABEL_VERSION
+from workflows.serving import VERSION_HEADER
 from workflows.steps.common import CheckFailed, check_label, json_object_param
 
 GROUP, VERSION, PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
@@ -300,17 +301,23 @@ def endpoint(isvc: dict[str, Any]) -> str:
 
 
 def _http(url: str, body: Any | None = None, timeout: float = 10.0) -> tuple[int, Any]:
+    status, answer, _ = _exchange(url, body, timeout)
+    return status, answer
+
+
+def _exchange(url: str, body: Any | None = None, timeout: float = 10.0) -> tuple[int, Any, str | None]:
+    """(status, JSON body, the X-Model-Version that answered) of one request; status 0 when none came."""
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(  # noqa: S310 - an http(s) URL KServe reported
         url, data=data, method="POST" if data else "GET", headers={"Content-Type": "application/json"}
     )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
-            return response.status, json.loads(response.read() or b"null")
+            return response.status, json.loads(response.read() or b"null"), response.headers.get(VERSION_HEADER)
     except urllib.error.HTTPError as exc:
-        return exc.code, None
+        return exc.code, None, exc.headers.get(VERSION_HEADER) if exc.headers else None
     except (urllib.error.URLError, OSError, ValueError) as exc:
-        return 0, str(exc)
+        return 0, str(exc), None
 
 
 def answers_ok(status: int, body: Any, classes: list[Any], rows: int) -> bool:
@@ -332,11 +339,35 @@ def health_check(url: str, model: str, version: str, rows: Any, classes: list[An
     return None
 
 
-def measure(url: str, model: str, rows: Any, requests: int, classes: list[Any]) -> tuple[int, int]:
-    """(requests sent, errors) of one canary step: one row per request, as clients send them."""
-    errors = 0
-    for i in range(requests):
-        row = np.asarray(rows[i % len(rows)], dtype=np.float64).reshape(1, -1).tolist()
-        status, body = _http(f"{url}/v1/models/{model}:predict", {"instances": row})
-        errors += not answers_ok(status, body, classes, 1)
-    return requests, errors
+def measure(
+    url: str, model: str, rows: Any, requests: int, classes: list[Any], candidate: str, weight: int
+) -> dict[str, int]:
+    """One canary step, judged on the candidate's own answers: one row per request, as clients send them.
+
+    Knative splits the traffic, so which revision answered is read from the predictor's
+    X-Model-Version header (workflows/serving.py sets it on every answer, errors included). An
+    answer without it (a connection error, a 502/503 from the activator: no predictor answered)
+    counts against the candidate, so that a crashing candidate cannot hide behind a missing
+    header. At a low weight, `requests` draws may reach the candidate rarely, so sending goes on
+    (up to 10x) until it has at least half its expected share, as the local canary does.
+    """
+    wanted = max(1, round(requests * weight / 200))
+    sent = routed = errors = live_errors = unattributed = 0
+    while sent < requests or (routed < wanted and sent < 10 * requests):
+        row = np.asarray(rows[sent % len(rows)], dtype=np.float64).reshape(1, -1).tolist()
+        sent += 1
+        status, body, version = _exchange(f"{url}/v1/models/{model}:predict", {"instances": row})
+        ok = answers_ok(status, body, classes, 1)
+        if version == candidate or version is None:
+            routed += 1
+            errors += not ok
+            unattributed += version is None
+        else:
+            live_errors += not ok
+    return {
+        "requests": sent,
+        "candidate_requests": routed,
+        "errors": errors,
+        "live_errors": live_errors,
+        "unattributed": unattributed,
+    }

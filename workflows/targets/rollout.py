@@ -93,10 +93,14 @@ def deploy(
             weights, max_error_rate, requests = canary
             for weight in weights:
                 ready = _apply_and_wait(kube, manifest(weight))
-                sent, errors = kserve.measure(kserve.endpoint(ready), model, rows, requests, classes)
-                rate = errors / sent if sent else 0.0
-                report["steps"].append({"weight": weight, "requests": sent, "errors": errors, "error_rate": rate})
-                print(f"canary {weight}%: {sent} requests, {errors} errors")
+                got = kserve.measure(kserve.endpoint(ready), model, rows, requests, classes, version, weight)
+                routed = got["candidate_requests"]
+                rate = got["errors"] / routed if routed else 0.0
+                report["steps"].append({"weight": weight, **got, "error_rate": round(rate, 6)})
+                print(
+                    f"canary {weight}%: {routed} of {got['requests']} requests to {version}, {got['errors']} errors"
+                    f" ({got['live_errors']} on {live_version})"
+                )
                 if rate > max_error_rate:
                     back = restore()
                     raise CheckFailed(f"canary error rate {rate:.3f} > {max_error_rate:g} at {weight}% traffic; {back}")
