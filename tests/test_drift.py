@@ -269,3 +269,47 @@ def test_an_unknown_environment_is_a_usage_error(world: dict[str, Any], capsys: 
     code = main(["drift", "--env", "qa", "--repo", str(world["clone"].path), "--home", str(world["home"])])
     assert code == 2
     assert "unknown environment 'qa' (environments: dev, staging, production)" in capsys.readouterr().err
+
+
+# -- the pin fields ----------------------------------------------------------------------------
+
+PIN_PATH = "environments/dev/tumor-classifier.yaml"
+
+
+@pytest.mark.parametrize(
+    ("tail", "line"),
+    [
+        pytest.param("monitoring:\n  drift: {psi: 0}\n",
+                     "monitoring.drift.psi: 0 is less than or equal to the minimum of 0 [exclusiveMinimum]",
+                     id="psi-must-be-positive"),
+        pytest.param("monitoring:\n  drift: {ks: 1.5}\n",
+                     "monitoring.drift.ks: 1.5 is greater than the maximum of 1 [maximum]", id="ks-at-most-one"),
+        pytest.param("monitoring:\n  drift: {min_sample: 10}\n",
+                     "monitoring.drift.min_sample: is not allowed here (allowed: ks, min_samples, psi) "
+                     "[additionalProperties]", id="misspelt-field"),
+        pytest.param("deployment:\n  strategy: shadow\n  shadow: {min_agreement: 1.5}\n",
+                     "deployment.shadow.min_agreement: 1.5 is greater than the maximum of 1 [maximum]",
+                     id="agreement-at-most-one"),
+        pytest.param("deployment:\n  strategy: shadow\n  shadow: {min_requests: 5}\n",
+                     "deployment.shadow.min_requests: 5 is less than the minimum of 10 [minimum]",
+                     id="too-few-requests"),
+    ],
+)  # fmt: skip
+def test_bad_shadow_and_monitoring_fields_say_file_field_and_rule(tail: str, line: str) -> None:
+    from controller.core.pins import parse_pin
+
+    base = (Path(__file__).parent.parent / PIN_PATH).read_text()
+    text = base.split("deployment:")[0] + tail
+    result = parse_pin(PIN_PATH, text.encode(), "tumor-classifier")
+    assert isinstance(result, list) and [p.line() for p in result] == [f"{PIN_PATH}: {line}"]
+
+
+def test_a_shadow_pin_with_monitoring_parses_with_its_defaults() -> None:
+    from controller.core.pins import parse_pin
+
+    base = (Path(__file__).parent.parent / PIN_PATH).read_text()
+    text = base.split("deployment:")[0] + "deployment:\n  strategy: shadow\nmonitoring:\n  drift: {psi: 0.3}\n"
+    pin = parse_pin(PIN_PATH, text.encode(), "tumor-classifier")
+    assert not isinstance(pin, list)
+    assert pin.deployment.shadow.min_requests == 200 and pin.deployment.shadow.min_agreement == 0.95
+    assert (pin.monitoring.drift.psi, pin.monitoring.drift.ks, pin.monitoring.drift.min_samples) == (0.3, 0.15, 200)
