@@ -14,6 +14,7 @@ import fcntl
 import json
 import math
 import random
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -415,6 +416,11 @@ def serve(
     """Serve an environment's models until interrupted."""
     server = make_server(serving_dir, store_dir, environment, host, port, verbose=True)
     print(f"serving environment {environment} at {server.url} (KServe v1: POST /v1/models/<model>:predict)", flush=True)
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt  # SIGTERM stops like Ctrl-C: server_close writes the pending input sample
+
+    signal.signal(signal.SIGTERM, stop)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
