@@ -338,3 +338,19 @@ def test_zsh_completion_is_generated_for_every_subcommand() -> None:
     for name in _subcommands():
         assert f"\n    {name}:'" in out
     assert '"--fail-on[exit 1 when a pin ends the pass in one of these phases' in out
+
+
+def test_cluster_manifests_with_the_local_executor_are_refused_at_start(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Not one Errored outcome per workflow, minutes later: one line at start, and nothing cloned."""
+    code, out, err = run(
+        capsys, "reconcile", "--once", "--repo", (tmp_path / "r.git").as_uri(), "--home", str(tmp_path / "h"),
+        "--artifact-store", "s3://ml/rc", "--target", "kserve",
+    )  # fmt: skip
+    assert (code, out) == (2, "")
+    assert err == (
+        "error: --artifact-store and --target kserve compile workflows for a cluster (volumes, images, KServe): "
+        "give --executor argo too; the local executor runs the home's own store and serving\n"
+    )
+    assert not (tmp_path / "h").exists()

@@ -219,10 +219,16 @@ def test_reconcile_once_from_the_command_line(tmp_path: Path) -> None:
         "--format",
         "json",
     ]
-    first = subprocess.run(command, capture_output=True, text=True, check=False)
+    first = subprocess.run([*command, "-v"], capture_output=True, text=True, check=False)
     assert first.returncode == 0, first.stderr
     result = json.loads(first.stdout)
     assert [o["phase"] for o in result["outcomes"]] == ["Deployed"] * 9
+    # -v: the steps that ran in the local engine, as they ran, each workflow ending in one line
+    ended = re.findall(r"^step (rc-[a-z0-9-]+): Succeeded in [0-9.]+s$", first.stderr, re.MULTILINE)
+    submitted = re.findall(r": submitted [a-z]+ \((rc-[a-z0-9-]+)\)$", first.stderr, re.MULTILINE)
+    assert len(submitted) == 9 and sorted(ended) == sorted(submitted)
+    for name in ended:
+        assert f"step {name}/deploy: started (attempt 1)\n" in first.stderr
     assert result["published"] == git(repo.remote, "rev-parse", "main")
     recorded = [int(n) for n in re.findall(r"^recorded (\d+) outcome\(s\); pushed ", first.stderr, re.MULTILINE)]
     assert sum(recorded) == 9  # over the passes that --once ran until every run it started was recorded

@@ -114,3 +114,31 @@ def test_status_branch_must_be_a_branch_of_its_own(capsys: pytest.CaptureFixture
     assert "the trail needs a branch of its own, not main" in capsys.readouterr().err
     assert main(["status", "--status-branch", "../x"]) == 2
     assert "--status-branch '../x': not a branch name" in capsys.readouterr().err
+
+
+def test_retry_reads_the_outcome_from_the_status_branch(tmp_path: Path, fast: FastExecutor) -> None:
+    from tests.fastexec import Behaviour
+
+    repo = make_release_repo(tmp_path / "repo")
+    rec = Reconciler(GitRepo.controller_clone(repo.url, tmp_path / "ctl", status_branch=TRAIL), fast, fast.compiler())
+    rec.settle(full=True)
+    fast.behaviour[("dev", "wine-classifier")] = Behaviour(fail_task="train", fail_message="node lost")
+    dana = repo.clone("dana")
+
+    def bump(clone: Clone) -> None:
+        clone.write_pin("dev", "wine-classifier", {**clone.read_pin("dev", "wine-classifier"), "version": "2.2.0"})
+
+    merge = dana.merge_pr("bump", bump, "wine 2.2.0")
+    (failed,) = rec.settle().outcomes
+    assert failed.phase is Phase.FAILED
+    dana.pull()
+    # main carries no status: without the flag there is no outcome to retry
+    assert main(["retry", "wine-classifier", "--env", "dev", "--repo", str(dana.path)]) == 1
+    missing = ["retry", "wine-classifier", "--env", "dev", "--repo", str(dana.path), "--status-branch", "other/trail"]
+    assert main(missing) == 2
+    assert main(["retry", "wine-classifier", "--env", "dev", "--repo", str(dana.path), "--status-branch", TRAIL]) == 0
+    assert dana.run("show", "HEAD:environments/dev/wine-classifier.yaml").endswith(f"# releasectl retry 1: {merge}")
+    fast.behaviour.clear()
+    dana.push()
+    (deployed,) = rec.settle().outcomes
+    assert (deployed.phase, deployed.action.source_commit) == (Phase.DEPLOYED, dana.head())

@@ -474,6 +474,7 @@ def parser() -> argparse.ArgumentParser:
     rt.add_argument("model", help="the model whose outcome failed")
     rt.add_argument("--env", required=True, metavar="ENV", help="the environment where it failed")
     rt.add_argument("--repo", default=".", metavar="PATH", help="your working clone")
+    rt.add_argument("--status-branch", metavar="NAME", help="read the outcome from the trail on this branch (fetched)")
     fmt(rt)
 
     pr = add(

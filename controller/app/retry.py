@@ -21,7 +21,7 @@ from controller.app.userops import Made
 from controller.core.models import Phase
 from controller.core.paths import pin_path, status_path
 from controller.core.trail import parse_status
-from controller.errors import PermanentError, UsageError
+from controller.errors import GitError, PermanentError, UsageError
 
 RETRY_LINE = re.compile(r"^# releasectl retry (\d+): [0-9a-f]{40}\n?\Z", re.MULTILINE)
 RETRYABLE = (Phase.FAILED, Phase.ERRORED)
@@ -37,7 +37,16 @@ def retry(repo: GitRepo, model: str, environment: str) -> Made:
     data = repo.read_file(head, path)
     if data is None:
         raise UsageError(f"{path} does not exist at HEAD")
-    status_data = repo.read_file(head, status_path(environment, model))
+    status_at = head
+    if repo.status_branch:  # the trail on its own branch (reconcile --status-branch): read it there
+        try:
+            trail = repo.fetch_trail()  # the newest outcome, not the one this clone last saw
+        except GitError:
+            trail = repo.trail_head()  # no origin to ask: what this clone has
+        if trail is None:
+            raise UsageError(f"--status-branch {repo.status_branch}: no such branch on origin or in {repo.path}")
+        status_at = trail
+    status_data = repo.read_file(status_at, status_path(environment, model))
     status = parse_status(status_data) if status_data is not None else None
     last = repo.log("HEAD", (path,), reverse=False, max_count=1)
     source = last[0].sha if last else ""

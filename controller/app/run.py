@@ -97,6 +97,13 @@ def build(
         raise UsageError("--max-parallel must be at least 1")
     home = Home.resolve(args.home)
     identity = Identity.parse(args.identity) if args.identity else CONTROLLER
+    from controller.app import cluster_wiring
+
+    if args.executor != "argo" and cluster_wiring.workflow_target(args) is not None:
+        raise UsageError(
+            "--artifact-store and --target kserve compile workflows for a cluster (volumes, images, KServe): "
+            "give --executor argo too; the local executor runs the home's own store and serving"
+        )
     argo = argo_executor(args, log=log) if args.executor == "argo" else None  # its flags checked before a clone
     workdir = args.workdir or home.workdir(args.repo)
     lock = statelock.acquire(home.root)  # one controller per state folder: exit 3 when another holds it
@@ -111,8 +118,6 @@ def build(
             argo.close()
         lock.release()
         raise
-    from controller.app import cluster_wiring
-
     if cluster_wiring.workflow_target(args) is not None:  # --artifact-store and --target kserve
         compile_action = cluster_wiring.compiler(args, home)
     else:
@@ -127,8 +132,19 @@ def build(
         max_parallel=args.max_parallel,
     )
 
+    tailer = None
+    if getattr(args, "verbose", False):
+        if argo is None:
+            from controller.app.steptail import tail
+
+            tailer = tail(home, log)
+        else:
+            log("-v: step lines come from the local engine; with --executor argo follow them with argo get / argo logs")
+
     def close() -> None:
         try:
+            if tailer is not None:
+                tailer.stop()
             executor.close()
         finally:
             lock.release()

@@ -106,8 +106,12 @@ def _map(value: str, outputs: Path) -> str:
 class ProcessPods:
     """Each pod is a process on this machine, in `<root>/<workflow>/<task>-<attempt>/`."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, cluster_env: Mapping[str, str] | None = None) -> None:
         self.root = root
+        # What the cluster gives every pod besides its template's env: the service account's
+        # access to the API (in a real pod, KUBERNETES_SERVICE_HOST and a mounted token; here a
+        # KUBECONFIG naming the loopback Kubernetes double).
+        self.cluster_env = dict(cluster_env or {})
         self.commands: list[list[str]] = []
         self.seconds: list[float] = []
 
@@ -141,6 +145,7 @@ class ProcessPods:
             "HOME": os.environ.get("HOME", str(folder)),
             "LANG": "C.UTF-8",
             "PYTHONPATH": str(ROOT),
+            **self.cluster_env,
         }
         for item in body.get("env") or []:
             env[item["name"]] = _map(render(str(item.get("value", "")), values), outputs)
