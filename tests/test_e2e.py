@@ -312,7 +312,6 @@ def test_drift_after_real_serving_proposes_retraining_on_a_branch(setup: Setup) 
     from sklearn.datasets import load_wine
 
     from controller.app.cli import main
-
     from workflows.sampling import read_sample
 
     earlier = read_sample(setup.home.serving, "production", "wine-classifier")  # another test may have served
