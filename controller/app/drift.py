@@ -175,7 +175,7 @@ def _one(
     dataset_sha256: str | None,
     open_branch: bool,
 ) -> ModelDrift:
-    from workflows import datasets, sampling
+    from workflows import datasets, sampling, store
 
     pin = _pin(repo, head, environment, model)
     status = parse_status(repo.read_file(trail, status_path(environment, model)) or b"")
@@ -194,7 +194,9 @@ def _one(
     reference_sha = live.dataset_sha256 or ds.sha256
     try:
         data = datasets.load_pinned(home.data, ds.name, reference_sha, ds.uri or "", ds.format or "", ds.target or "")
-        X_train, _, _, _ = datasets.split(data, int(pin.training.params.get("seed", 0)))
+        # the live artifact's own seed (its metadata), so the split is the one it was trained on
+        info = store.meta(home.store, live.artifact) if store.has_meta(home.store, live.artifact) else {}
+        X_train, _, _, _ = datasets.split(data, int(info.get("seed", pin.training.params.get("seed", 0))))
     except Exception as exc:
         raise DriftError(f"{model}: the training data {ds.name} {reference_sha[:12]}…: {exc}") from None
     current = np.asarray(rows, dtype=np.float64).reshape(len(rows), -1) if rows else np.empty((0, X_train.shape[1]))
