@@ -350,3 +350,30 @@ def test_drift_after_real_serving_proposes_retraining_on_a_branch(setup: Setup) 
     assert "The dataset snapshot is unchanged" in body  # the catalog has no newer wine snapshot
     assert git(setup.repo.remote, "diff", "--name-only", "main", branch) == "environments/dev/wine-classifier.yaml"
     assert git(setup.repo.remote, "rev-parse", "main") == main_before
+
+
+def test_a_shadow_that_disagrees_too_often_is_failed_with_its_figures(setup: Setup) -> None:
+    """dev digits-classifier retrained with another C: its answers differ on some mirrored rows,
+    more than the pin's bound allows, so the outcome is Failed, the figures in the reason, and the
+    version that was live keeps serving."""
+    before = setup.status("dev", "digits-classifier")["live"]
+    doc = setup.user.read_pin("dev", "digits-classifier")
+    shadow = {"strategy": "shadow", "shadow": {"min_requests": 100, "min_agreement": 0.9999}}
+    params = {**doc["training"]["params"], "C": 0.002}
+    evaluation = {**doc["evaluation"], "max_regression": {}}  # judged by the shadow, not the regression check
+    setup.bump("dev", "digits-classifier", version="0.9.0", deployment=shadow, evaluation=evaluation,
+               training={**doc["training"], "params": params})  # fmt: skip
+    outcomes = setup.rec.settle().outcomes
+    (outcome,) = [o for o in outcomes if o.action.key == ("dev", "digits-classifier")]
+    assert outcome.phase is Phase.FAILED, outcome.reason
+    assert re.fullmatch(
+        r"deploy: shadow 0\.9\.0 not promoted: agreement 0\.\d{4} < min_agreement 0\.9999 over 100 mirrored "
+        r"requests \(100 rows\); bounds \{'min_requests': 100, 'min_agreement': 0\.9999\}; "
+        + re.escape(before["version"])
+        + " kept serving",
+        outcome.reason,
+    ), outcome.reason
+    status = setup.status("dev", "digits-classifier")
+    assert status["phase"] == "Failed" and status["reason"] == outcome.reason and status["live"] == before
+    state = json.loads((setup.home.serving / "dev" / "digits-classifier.json").read_text())
+    assert "shadow" not in state and state["live"]["version"] == before["version"]
