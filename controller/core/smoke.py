@@ -68,6 +68,8 @@ def gate_risk(metric: str, op: str, threshold: float, value: float | None, sampl
         return "fails"
     if not checks[op]:
         return "fails"
+    if metric in BOUNDED_METRICS and op in (">=", ">") and value >= 1.0:
+        return "ok"  # a perfect score has no more room to give: nothing on the sample says "at risk"
     room = value - threshold if op in (">=", ">") else threshold - value
     # near: closer than the margin (rounded, so that 1.0 against ">= 0.9" is exactly 0.1 of room)
     return "near" if round(room, 9) < round(margin(metric, threshold, sample_rows), 9) else "ok"
