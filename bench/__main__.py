@@ -196,9 +196,13 @@ def main() -> int:
     loop_out = ROOT / "bench" / ("results-loop.json" if timed else "results-loop-small.json")
     loop_section(timed, loop_out, log)
     argo_out = argo_section(timed)
+    from bench.smoke import section as smoke_section
+
+    smoke_out = ROOT / "bench" / ("results-smoke.json" if timed else "results-smoke-small.json")
+    smoke_section(timed, smoke_out, log)
     log(
         f"wrote {scale.out.relative_to(ROOT)}, {steps_out.relative_to(ROOT)}, {hostile_out.relative_to(ROOT)}, "
-        f"{loop_out.relative_to(ROOT)} and {argo_out.relative_to(ROOT)}; "
+        f"{loop_out.relative_to(ROOT)}, {argo_out.relative_to(ROOT)} and {smoke_out.relative_to(ROOT)}; "
         f"whole bench took {time.perf_counter() - started:.0f} s"
     )
     return 0

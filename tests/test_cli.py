@@ -204,6 +204,7 @@ def test_every_flag_has_help_and_shows_its_default_and_every_subcommand_ends_wit
         [
             "approve",
             "audit",
+            "check",
             "completion",
             "datasets",
             "demo",

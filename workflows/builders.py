@@ -8,6 +8,7 @@ module:function`). The DAG task names and output parameters are the contract in
 controller/core/contract.py, which controller/core/outcomes.py folds back into an Outcome.
 
   deploy, training       validate-data -> train -> evaluate -> deploy | gates-failed
+  smoke (check --smoke)  validate-data -> train -> evaluate, on a sample (smoke_manifest)
   deploy, existing       validate-data -> evaluate -> deploy | gates-failed
   rollback               deploy (direct; the artifact ran here before: no training, no gates)
   remove                 undeploy
@@ -64,12 +65,14 @@ from controller.ports import (
     LABEL_PREFIX,
     LABEL_VERSION,
 )
+from workflows.sample import SAMPLE_ENV
 from workflows.steps import deploy as deploy_steps
 from workflows.steps import evaluate as evaluate_steps
 from workflows.steps import train as train_steps
 from workflows.steps import validate_data as validate_steps
 
 LABEL = LABEL_PREFIX
+LABEL_TIER = f"{LABEL_PREFIX}/tier"  # "smoke" on the smoke tier's workflows (smoke_manifest); absent otherwise
 HERA_OUTPUTS = VERDICT_PATH.removesuffix(f"/parameters/{OUT_VERDICT}")  # /tmp/hera-outputs
 LABEL_VALUE_RE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")  # a Kubernetes label value
 
@@ -177,6 +180,21 @@ def manifest(action: Action, target: Target) -> dict[str, Any]:
     return compiled
 
 
+def smoke_manifest(action: Action, target: Target, sample: str, reference_sha256: str = "") -> dict[str, Any]:
+    """The smoke tier's variant of a deploy action's workflow: it ends after evaluate.
+
+    The same templates as the full workflow, each data step with the variable SAMPLE_ENV set to
+    `sample` (workflows/sample.py: JSON fraction, min_per_class, seed); always trains; no deploy
+    and no gates-failed task, so it never serves anything and its phase says only whether the
+    steps ran. `reference_sha256`: the dataset validate-data checks drift against (the full
+    workflow takes the live version's). The label `releasectl.dev/tier: smoke` tells it apart.
+    """
+    if action.kind is not ActionKind.DEPLOY or not action.trains:
+        raise ValueError("a smoke run trains: it needs a deploy action without an artifact")
+    compiled: dict[str, Any] = build_deploy(action, target, sample=sample, reference=reference_sha256).to_dict()
+    return compiled
+
+
 def build(action: Action, target: Target) -> Workflow:
     builder = BUILDERS.get(action.kind)
     if builder is None:
@@ -206,8 +224,10 @@ def _workflow(action: Action, target: Target) -> Workflow:
     )
 
 
-def _script(fn: Callable[..., Any], name: str, target: Target, *, retry: bool = True) -> Script:
+def _script(fn: Callable[..., Any], name: str, target: Target, *, retry: bool = True, sample: str = "") -> Script:
     env: list[Any] = [Env(name="PYTHONUNBUFFERED", value="1")]
+    if sample:  # the smoke tier (smoke_manifest): train and evaluate on this sample of the rows
+        env.append(Env(name=SAMPLE_ENV, value=sample))
     if target.s3_secret:
         # The standard AWS variables from the Secret; only the keys are optional beyond the first two.
         env += [
@@ -288,23 +308,29 @@ def _deploy_args(action: Action, pin: ModelPin, target: Target, artifact: Any, s
     }
 
 
-def build_deploy(action: Action, target: Target) -> Workflow:
-    """Deploy a new or changed pin: train when no artifact exists for its digest, else reuse it."""
+def build_deploy(action: Action, target: Target, *, sample: str = "", reference: str = "") -> Workflow:
+    """Deploy a new or changed pin: train when no artifact exists for its digest, else reuse it.
+
+    With `sample` (smoke_manifest): the data steps work on that sample and the DAG ends after evaluate.
+    """
     pin = _pin(action)
     live = action.live
-    with _workflow(action, target) as w:
-        validate_t = _script(validate_steps.validate_data, VALIDATE_DATA, target)
-        train_t = _script(train_steps.train, TRAIN, target) if action.trains else None
-        evaluate_t = _script(evaluate_steps.evaluate, EVALUATE, target)
-        gates_t = _script(evaluate_steps.gates_failed, GATES_FAILED, target, retry=False)
-        deploy_t = _script(deploy_steps.deploy, DEPLOY, target)
+    workflow = _workflow(action, target)
+    if sample:
+        workflow.labels = {**(workflow.labels or {}), LABEL_TIER: "smoke"}
+    with workflow as w:
+        validate_t = _script(validate_steps.validate_data, VALIDATE_DATA, target, sample=sample)
+        train_t = _script(train_steps.train, TRAIN, target, sample=sample) if action.trains else None
+        evaluate_t = _script(evaluate_steps.evaluate, EVALUATE, target, sample=sample)
+        # The smoke tier ends after evaluate: no deploy, no gates-failed (their templates too).
+        tail = None if sample else _tail_templates(target)
         with DAG(name="main"):
             validate = Task(
                 name=VALIDATE_DATA,
                 template=validate_t,
                 arguments={
                     **_data_args(pin, target),
-                    "reference_sha256": (live.dataset_sha256 or "") if live else "",
+                    "reference_sha256": reference or ((live.dataset_sha256 or "") if live else ""),
                     "max_drift_psi": str(pin.evaluation.max_drift_psi),
                 },
             )
@@ -340,24 +366,35 @@ def build_deploy(action: Action, target: Target) -> Workflow:
                     "live_artifact": live.artifact if live else "",
                 },
             )
-            passed = f"{{{{tasks.{EVALUATE}.outputs.parameters.{OUT_PASSED}}}}}"
-            deploy = Task(
-                name=DEPLOY,
-                template=deploy_t,
-                when=f"{passed} == true",
-                arguments=_deploy_args(
-                    action, pin, target, evaluate.get_parameter(OUT_ARTIFACT), pin.deployment.strategy
-                ),
-            )
-            gates = Task(
-                name=GATES_FAILED,
-                template=gates_t,
-                when=f"{passed} == false",
-                arguments={"gates": evaluate.get_parameter(OUT_GATES)},
-            )
             first >> evaluate
-            evaluate >> [deploy, gates]
+            if tail is not None:
+                _deploy_or_gates_failed(action, pin, target, evaluate, *tail)
     return w
+
+
+def _tail_templates(target: Target) -> tuple[Script, Script]:
+    return _script(evaluate_steps.gates_failed, GATES_FAILED, target, retry=False), _script(
+        deploy_steps.deploy, DEPLOY, target
+    )
+
+
+def _deploy_or_gates_failed(
+    action: Action, pin: ModelPin, target: Target, evaluate: Task, gates_t: Script, deploy_t: Script
+) -> None:
+    passed = f"{{{{tasks.{EVALUATE}.outputs.parameters.{OUT_PASSED}}}}}"
+    deploy = Task(
+        name=DEPLOY,
+        template=deploy_t,
+        when=f"{passed} == true",
+        arguments=_deploy_args(action, pin, target, evaluate.get_parameter(OUT_ARTIFACT), pin.deployment.strategy),
+    )
+    gates = Task(
+        name=GATES_FAILED,
+        template=gates_t,
+        when=f"{passed} == false",
+        arguments={"gates": evaluate.get_parameter(OUT_GATES)},
+    )
+    evaluate >> [deploy, gates]
 
 
 def build_rollback(action: Action, target: Target) -> Workflow:

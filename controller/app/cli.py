@@ -307,6 +307,26 @@ def cmd_drift(args: argparse.Namespace) -> int:
     return 1 if found else 0
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    from controller.app.smoke import SmokeOptions, check_smoke
+    from controller.core.smoke import render_table
+
+    if not args.smoke:
+        raise UsageError("check: say which tier to run: --smoke (the PR tier; the merge tier is reconcile)")
+    if not 0 < args.fraction <= 1:
+        raise UsageError(f"--fraction {args.fraction:g}: must be in (0, 1]")
+    if args.timeout <= 0:
+        raise UsageError(f"--timeout {args.timeout:g}: must be a positive number of seconds")
+    options = SmokeOptions(fraction=args.fraction, timeout_s=args.timeout)
+    report = check_smoke(_repo(args), args.rev, args.base, options)
+    if args.format == "json":
+        _json(report.as_dict())
+    else:
+        print(render_table(report))
+        say(report.summary())
+    return report.exit_code(args.fail_at_risk)
+
+
 def cmd_completion(args: argparse.Namespace) -> int:
     from controller.app.completion import script
 
@@ -574,6 +594,28 @@ def parser() -> argparse.ArgumentParser:
     dr.add_argument("--home", metavar="DIR", help=HOME_HELP + ": the serving sample and the data catalog")
     dr.add_argument("--status-branch", metavar="NAME", help="read the status trail from this branch")
     fmt(dr, ("table", "json"))
+
+    ck = add(
+        "check",
+        cmd_check,
+        "PR tier: each pin the change touches, its workflow on a small sample with cheap settings "
+        "(validate-data, train, evaluate; never deploys, never writes the repo or the trail)",
+        "releasectl check --smoke                          # against the merge-base with origin/main (or main)",
+        "releasectl check --smoke --base origin/main --format json",
+    )
+    ck.add_argument("--smoke", action="store_true", help="the smoke tier (the only one `check` runs)")
+    ck.add_argument("--repo", default=".", metavar="PATH", help="a local clone of the release repo")
+    ck.add_argument("--rev", default="HEAD", metavar="REV", help="the commit to check (default: HEAD)")
+    ck.add_argument(
+        "--base",
+        metavar="REV",
+        help="the branch the change goes into; pins that differ from its merge-base with --rev are checked "
+        "(default: origin/main, else main)",
+    )
+    ck.add_argument("--fraction", type=float, default=0.05, help="share of each class's rows to sample")
+    ck.add_argument("--timeout", type=float, default=300.0, metavar="S", help="seconds for all the runs together")
+    ck.add_argument("--fail-at-risk", action="store_true", help="exit 1 when a gate fails or is near its bound")
+    fmt(ck, ("table", "json"))
 
     co = add(
         "completion",

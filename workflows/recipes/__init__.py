@@ -42,6 +42,9 @@ class Recipe:
     build: Callable[[dict[str, Any], int], Any]
     description: str = ""
     source: str = field(default="built-in", compare=False)
+    # The smoke tier's cheap settings: upper bounds on numeric params (e.g. {"n_estimators": 10}),
+    # applied by `cheap_params`; empty (the default): the params as the pin gives them.
+    cheap: Mapping[str, int | float] = field(default_factory=dict, compare=False)
 
 
 def _gradient_boosting(params: dict[str, Any], seed: int) -> Any:
@@ -64,12 +67,39 @@ def _logistic_regression(params: dict[str, Any], seed: int) -> Any:
     return Pipeline([("scale", StandardScaler()), ("model", LogisticRegression(random_state=seed, **params))])
 
 
+# The built-in recipes' cheap settings for `releasectl check --smoke`, in one place: upper bounds
+# on the params that set how much work a fit does (a param the pin leaves out gets the bound, since
+# scikit-learn's default may be larger). Lower values the pin gives are kept, valid or not.
+CHEAP: dict[str, dict[str, int | float]] = {
+    "gradient-boosting": {"n_estimators": 20},
+    "random-forest": {"n_estimators": 10},
+    "logistic-regression": {"max_iter": 100},
+}
+
 BUILTIN = {
     r.name: r
     for r in (
-        Recipe("gradient-boosting", RECIPES["gradient-boosting"], _gradient_boosting, "sklearn GradientBoosting"),
-        Recipe("random-forest", RECIPES["random-forest"], _random_forest, "sklearn RandomForest"),
-        Recipe("logistic-regression", RECIPES["logistic-regression"], _logistic_regression, "LogisticRegression"),
+        Recipe(
+            "gradient-boosting",
+            RECIPES["gradient-boosting"],
+            _gradient_boosting,
+            "sklearn GradientBoosting",
+            cheap=CHEAP["gradient-boosting"],
+        ),
+        Recipe(
+            "random-forest",
+            RECIPES["random-forest"],
+            _random_forest,
+            "sklearn RandomForest",
+            cheap=CHEAP["random-forest"],
+        ),
+        Recipe(
+            "logistic-regression",
+            RECIPES["logistic-regression"],
+            _logistic_regression,
+            "LogisticRegression",
+            cheap=CHEAP["logistic-regression"],
+        ),
     )
 }
 
@@ -86,7 +116,13 @@ def _checked(found: object, name: str, source: str) -> Recipe:
     if bad:
         raise TypeError(f"parameter {bad[0]!r} must be an identifier of type int, float, bool or str")
     params = {**recipe.params, "seed": int}
-    return Recipe(name, params, recipe.build, recipe.description, source)
+    cheap = dict(recipe.cheap)
+    bad = sorted(
+        k for k, v in cheap.items() if k not in params or isinstance(v, bool) or not isinstance(v, int | float)
+    )
+    if bad:
+        raise TypeError(f"cheap setting {bad[0]!r} must be a numeric bound on one of the recipe's parameters")
+    return Recipe(name, params, recipe.build, recipe.description, source, cheap)
 
 
 @functools.cache
@@ -162,6 +198,22 @@ def check_params(recipe: str, params: dict[str, Any]) -> dict[str, Any]:
     if "seed" not in params:
         raise CheckFailed(f"recipe {recipe}: params.seed is required")
     return {key: _coerce(recipe, key, value, allowed[key]) for key, value in params.items()}
+
+
+def cheap_params(recipe: str, params: dict[str, Any]) -> dict[str, Any]:
+    """The smoke tier's params: each bound of the recipe's `cheap` settings applied (see CHEAP).
+
+    A numeric value above its bound is lowered to it, and a bounded param the pin leaves out is set
+    to the bound; everything else (seed, a value already below, a wrong type) is left as the pin
+    says, so an invalid value still fails as it would in the full workflow. Unknown recipes: as is.
+    """
+    found = registry().get(recipe)
+    out = dict(params)
+    for key, bound in (found.cheap if found is not None else {}).items():
+        value = out.get(key)
+        if value is None or (not isinstance(value, bool) and isinstance(value, int | float) and value > bound):
+            out[key] = bound
+    return out
 
 
 def build(recipe: str, params: dict[str, Any]) -> Any:

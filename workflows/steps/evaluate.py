@@ -18,7 +18,7 @@ from hera.workflows import Parameter
 from numpy.typing import NDArray
 
 from controller.core.models import METRICS
-from workflows import datasets, store
+from workflows import datasets, sample, store
 from workflows.steps.common import CheckFailed, checked, dumps, json_object_param, json_param
 
 GATE_RE = re.compile(r"^\s*(>=|<=|>|<|==)\s*(\S+)\s*$")
@@ -134,6 +134,7 @@ def evaluate(
     allowed = json_object_param(max_regression, "max_regression")
     store_dir = store_uri
     data = datasets.load_pinned(data_uri, dataset, dataset_sha256, dataset_uri, dataset_format, target_column)
+    data = sample.sampled(data)  # all rows, except in a smoke manifest (workflows/sample.py)
     _, X_test, _, y_test = datasets.split(data, int(settings.get("seed", 0)))
     found = metrics(store.get(store_dir, artifact), X_test, y_test)
     print(f"evaluated {artifact} on {dataset} ({len(y_test)} held-out rows): {json.dumps(found)}")

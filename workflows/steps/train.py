@@ -12,8 +12,8 @@ from typing import Annotated
 
 from hera.workflows import Parameter
 
-from workflows import datasets, recipes, store
-from workflows.steps.common import checked, json_object_param
+from workflows import datasets, recipes, sample, store
+from workflows.steps.common import CheckFailed, checked, json_object_param
 
 
 @checked
@@ -34,9 +34,15 @@ def train(
     settings = json_object_param(params, "params")
     estimator = recipes.build(recipe, settings)
     data = datasets.load_pinned(data_uri, dataset, dataset_sha256, dataset_uri, dataset_format, target_column)
+    data = sample.sampled(data)  # all rows, except in a smoke manifest (workflows/sample.py)
     X_train, _, y_train, _ = datasets.split(data, int(settings["seed"]))
     started = time.perf_counter()
-    estimator.fit(X_train, y_train)
+    try:
+        estimator.fit(X_train, y_train)
+    except ValueError as exc:  # scikit-learn checks parameter values at fit: a value the pin gave is the user's
+        if type(exc).__name__ != "InvalidParameterError":
+            raise
+        raise CheckFailed(f"recipe {recipe}: {' '.join(str(exc).split())}") from None
     elapsed = time.perf_counter() - started
     print(
         f"trained {recipe} on {dataset}: {X_train.shape[0]} rows, {X_train.shape[1]} features in {elapsed:.2f}s",

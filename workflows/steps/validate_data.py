@@ -13,7 +13,7 @@ import numpy as np
 from hera.workflows import Parameter
 from numpy.typing import NDArray
 
-from workflows import datasets
+from workflows import datasets, sample
 from workflows.steps.common import CheckFailed, check_sha256, checked, dumps
 
 MIN_ROWS = 20
@@ -109,5 +109,13 @@ def validate_data(
                 f"PSI {worst:.3f} > {max_drift_psi:g}"
             )
         print(f"drift against {ref.sha256[:12]}: largest PSI {worst:.3f} ({feature}) <= {max_drift_psi:g}")
+    spec = sample.from_env()
+    if spec is not None:  # a smoke manifest: train and evaluate will see only the sample
+        small = sample.apply(data, spec)
+        try:
+            check_schema(small)
+        except CheckFailed as exc:
+            raise CheckFailed(f"the smoke sample ({small.rows} of {data.rows} rows): {exc}") from None
+        report["sample"] = {"rows": small.rows, "of": data.rows, "fraction": spec.fraction, "seed": spec.seed}
     print(f"validated {dataset} {data.sha256[:12]}: {data.rows} rows, {len(data.feature_names)} features")
     return dumps(report)

@@ -33,6 +33,13 @@ class WorktreeMixin(Handle):
         except GitCommandError:
             return False
 
+    def merge_base(self, a: str, b: str) -> str | None:
+        """The best common ancestor of two commits (`git merge-base`), or None when they share none."""
+        try:
+            return str(self.git.merge_base(a, b)).strip() or None
+        except GitCommandError:
+            return None
+
     def all_changes(self, sha: str) -> list[str]:
         """Every path a commit changed against its first parent (not only under environments/)."""
         out = self.git.diff_tree(
