@@ -367,7 +367,10 @@ class _Handler(BaseHTTPRequestHandler):
         if component.get("latestCreatedRevision") != latest:
             args = predictor["containers"][0]["args"]
             opt = {args[i]: args[i + 1] for i in range(0, len(args) - 1, 2)}
-            server = pod.make_server(opt["--model"], opt["--version"], opt["--artifact"], opt["--store-uri"], port=0)
+            server = pod.make_server(
+                opt["--model"], opt["--version"], opt["--artifact"], opt["--store-uri"], port=0,
+                shadow_url=opt.get("--shadow-url", ""),
+            )  # fmt: skip
             threading.Thread(target=server.serve_forever, daemon=True).start()
             s.revisions[latest] = server
         component["latestCreatedRevision"] = component["latestReadyRevision"] = latest

@@ -208,6 +208,7 @@ def test_every_flag_has_help_and_shows_its_default_and_every_subcommand_ends_wit
             "completion",
             "datasets",
             "demo",
+            "drift",
             "history",
             "plan",
             "promote",

@@ -280,3 +280,100 @@ def test_releasectl_serve_answers_predictions_for_the_live_version(setup: Setup)
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_a_shadow_rollout_records_its_agreement_in_the_trail(setup: Setup) -> None:
+    """dev digits-classifier 0.4.0 by shadow: the same recipe, params, data and seed train the same
+    model, so the mirrored answers agree exactly, and the trail says so."""
+    before = setup.status("dev", "digits-classifier")["live"]
+    shadow = {"min_requests": 100, "min_agreement": 0.99, "max_latency_ratio": 50}
+    setup.bump("dev", "digits-classifier", version="0.4.0", deployment={"strategy": "shadow", "shadow": shadow})
+    (outcome,) = setup.rec.settle().outcomes
+    assert outcome.phase is Phase.DEPLOYED, outcome.reason
+    status = setup.status("dev", "digits-classifier")
+    assert status["live"]["version"] == "0.4.0" and status["deployed"][1]["version"] == before["version"]
+    figures = status["evidence"]["shadow"]
+    assert (figures["requests"], figures["agreement"]) == (100, 1.0)
+    assert (figures["min_requests"], figures["min_agreement"], figures["max_latency_ratio"]) == (100, 0.99, 50)
+    assert figures["live_p95_ms"] > 0 and figures["shadow_p95_ms"] > 0
+    state = json.loads((setup.home.serving / "dev" / "digits-classifier.json").read_text())
+    assert "shadow" not in state and state["live"]["version"] == "0.4.0"
+
+
+def test_drift_after_real_serving_proposes_retraining_on_a_branch(setup: Setup) -> None:
+    """`releasectl serve` answers shifted inputs (and is stopped with SIGTERM, which writes its sample);
+    `releasectl drift` compares them with the training data the controller recorded for the live
+    version and pushes a branch that bumps the dev pin; main is untouched."""
+    import subprocess
+    import sys
+    import urllib.request
+
+    import numpy as np
+    from sklearn.datasets import load_wine
+
+    from controller.app.cli import main
+    from workflows.sampling import read_sample
+
+    earlier = read_sample(setup.home.serving, "production", "wine-classifier")  # another test may have served
+    served = (earlier["seen"] if earlier else 0) + 300
+    command = [sys.executable, "-m", "controller", "serve", "--env", "production", "--home", str(setup.home.root)]
+    proc = subprocess.Popen([*command, "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    rows = np.asarray(load_wine().data, dtype=np.float64)[np.random.default_rng(4).integers(0, 178, size=300)]
+    rows[:, 0] += 2.0  # alcohol
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().split(" at ", 1)[1].split(" ", 1)[0]
+        for start in range(0, len(rows), 30):
+            body = json.dumps({"instances": rows[start : start + 30].tolist()}).encode()
+            request = urllib.request.Request(
+                f"{url}/v1/models/wine-classifier:predict", data=body, headers={"Content-Type": "application/json"}
+            )
+            with urllib.request.urlopen(request, timeout=120) as response:
+                assert response.status == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    main_before = git(setup.repo.remote, "rev-parse", "main")
+    code = main(["drift", "--env", "production", "--model", "wine-classifier", "--repo", str(setup.user.path),
+                 "--home", str(setup.home.root), "--no-branch", "--format", "json"])  # fmt: skip
+    assert code == 1
+    code = main(["drift", "--env", "production", "--model", "wine-classifier", "--repo", str(setup.user.path),
+                 "--home", str(setup.home.root)])  # fmt: skip
+    assert code == 1
+    branches = git(setup.repo.remote, "for-each-ref", "--format=%(refname:short)", "refs/heads/releasectl/drift/")
+    (branch,) = branches.split()
+    body = git(setup.repo.remote, "log", "-1", "--format=%B", branch)
+    assert re.search(r"\n  alcohol +psi [0-9.]+  ks [0-9.]+\n", body), body
+    assert f"Samples: {served} rows in the window (of {served} served since the sample began)" in body
+    live = setup.status("production", "wine-classifier")["live"]
+    assert f"Reference: wine sha256 {live['dataset_sha256']}" in body
+    assert "The dataset snapshot is unchanged" in body  # the catalog has no newer wine snapshot
+    assert git(setup.repo.remote, "diff", "--name-only", "main", branch) == "environments/dev/wine-classifier.yaml"
+    assert git(setup.repo.remote, "rev-parse", "main") == main_before
+
+
+def test_a_shadow_that_disagrees_too_often_is_failed_with_its_figures(setup: Setup) -> None:
+    """dev digits-classifier retrained with another C: its answers differ on some mirrored rows,
+    more than the pin's bound allows, so the outcome is Failed, the figures in the reason, and the
+    version that was live keeps serving."""
+    before = setup.status("dev", "digits-classifier")["live"]
+    doc = setup.user.read_pin("dev", "digits-classifier")
+    shadow = {"strategy": "shadow", "shadow": {"min_requests": 100, "min_agreement": 0.9999}}
+    params = {**doc["training"]["params"], "C": 0.002}
+    evaluation = {**doc["evaluation"], "max_regression": {}}  # judged by the shadow, not the regression check
+    setup.bump("dev", "digits-classifier", version="0.9.0", deployment=shadow, evaluation=evaluation,
+               training={**doc["training"], "params": params})  # fmt: skip
+    outcomes = setup.rec.settle().outcomes
+    (outcome,) = [o for o in outcomes if o.action.key == ("dev", "digits-classifier")]
+    assert outcome.phase is Phase.FAILED, outcome.reason
+    assert re.fullmatch(
+        r"deploy: shadow 0\.9\.0 not promoted: agreement 0\.\d{4} < min_agreement 0\.9999 over 100 mirrored "
+        r"requests \(100 rows\); bounds \{'min_requests': 100, 'min_agreement': 0\.9999\}; "
+        + re.escape(before["version"])
+        + " kept serving",
+        outcome.reason,
+    ), outcome.reason
+    status = setup.status("dev", "digits-classifier")
+    assert status["phase"] == "Failed" and status["reason"] == outcome.reason and status["live"] == before
+    state = json.loads((setup.home.serving / "dev" / "digits-classifier.json").read_text())
+    assert "shadow" not in state and state["live"]["version"] == before["version"]

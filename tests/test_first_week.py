@@ -54,7 +54,7 @@ def test_validate_reads_the_working_tree_not_head(capsys: pytest.CaptureFixture[
     assert out.splitlines() == [
         f"{TUMOR_DEV}: version: is required [required]",
         f"{TUMOR_DEV}: versoin: is not allowed here (allowed: apiVersion, deployment, evaluation, kind, model, "
-        "owner, training, version) [additionalProperties]",
+        "monitoring, owner, training, version) [additionalProperties]",
     ]
     assert err == "9 pin(s) in 3 environment(s) of the working tree: 2 problem(s)\n"
     # --rev reads a commit: HEAD still has the good pin

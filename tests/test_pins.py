@@ -25,8 +25,8 @@ CASES = {
     "unknown-field": (
         ("owner: ml-platform@example.com", "owner: ml-platform@example.com\nteam: vision"),
         [
-            F + "team: is not allowed here (allowed: apiVersion, deployment, evaluation, kind, model, owner, training, "
-            "version) [additionalProperties]"
+            F + "team: is not allowed here (allowed: apiVersion, deployment, evaluation, kind, model, monitoring, "
+            "owner, training, version) [additionalProperties]"
         ],
     ),
     "gate-not-an-expression": (
@@ -75,8 +75,8 @@ CASES = {
         ],
     ),
     "unsupported-strategy": (
-        ("strategy: direct", "strategy: shadow"),
-        [F + "deployment.strategy: 'shadow' is not one of direct, canary, blue-green [enum]"],
+        ("strategy: direct", "strategy: rainbow"),
+        [F + "deployment.strategy: 'rainbow' is not one of direct, canary, blue-green, shadow [enum]"],
     ),
     "canary-steps-not-increasing": (
         ("strategy: direct", "strategy: canary\n  canary: {steps: [50, 10]}"),

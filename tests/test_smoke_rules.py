@@ -36,6 +36,8 @@ ROOT = Path(__file__).resolve().parent.parent
         pytest.param("accuracy", ">=", 0.9, 0.89, None, "fails", id="fails-on-sample"),
         pytest.param("accuracy", ">=", 0.9, 1.0, 40, "ok", id="one-row-of-10-held-out-still-passes"),
         pytest.param("accuracy", ">=", 0.9, 0.95, 40, "near", id="one-row-of-10-held-out-would-fail"),
+        pytest.param("roc_auc", ">=", 0.95, 1.0, 40, "ok", id="a-perfect-score-is-not-near"),
+        pytest.param("recall", ">=", 0.95, 1.0, 40, "ok", id="a-perfect-recall-is-not-near"),
         pytest.param("roc_auc", ">", 0.95, 0.95, None, "fails", id="strict-op-equal-fails"),
         pytest.param("p95_latency_ms", "<=", 50, 30, None, "ok", id="latency-clear"),
         pytest.param("p95_latency_ms", "<=", 50, 40, None, "near", id="latency-within-25pc"),

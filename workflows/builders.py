@@ -314,6 +314,7 @@ def _deploy_args(action: Action, pin: ModelPin, target: Target, artifact: Any, s
         "spec_digest": action.spec_digest or "",
         "strategy": strategy,
         "canary": pin.deployment.canary.model_dump_json(),
+        "shadow": pin.deployment.shadow.model_dump_json(exclude_none=True),
         "store_uri": target.store_uri,
         "serving_uri": target.serving_uri,
         **_data_args(pin, target),

@@ -14,7 +14,9 @@ import fcntl
 import json
 import math
 import random
+import signal
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -26,7 +28,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from controller.core.models import DNS_LABEL, DNS_LABEL_RE
-from workflows import store
+from workflows import sampling, shadow, store
 from workflows.objects import open_location
 from workflows.steps.common import check_label, write_json_atomic
 
@@ -131,6 +133,8 @@ class Router:
         self._lock = threading.Lock()
         self._states: dict[str, tuple[tuple[int, ...], dict[str, Any]]] = {}
         self._estimators: dict[str, Any] = {}
+        self.shadow_tallies: dict[tuple[str, str], shadow.Tally] = {}  # (model, shadow artifact)
+        self.sampler: sampling.Sampler | None = None  # the endpoint's record of what it served
 
     def state(self, model: str) -> dict[str, Any] | None:
         """The model's state file, re-read only when it changed (mtime, inode or size)."""
@@ -234,9 +238,34 @@ class Router:
                 raise PredictionError(f"model {slot.model} {slot.version} answered {answer!r}, not one of its classes")
         return result
 
-    def predict(self, model: str, instances: Any) -> tuple[list[Any], Slot]:
-        slot = self.pick(model)
-        return self.predict_with(slot, instances), slot
+    def predict(self, model: str, instances: Any, slot: Slot | None = None) -> tuple[list[Any], Slot]:
+        """The picked slot's answers; a shadow, when the state names one, answers a copy (never returned)."""
+        slot = slot or self.pick(model)
+        X = instances if isinstance(instances, np.ndarray) else parse_instances(instances)
+        started = time.perf_counter()
+        answers = self.predict_with(slot, X)
+        elapsed = time.perf_counter() - started
+        state = self.state(model)
+        entry = state.get("shadow") if state else None
+        if entry and slot.role == "live":
+            twin = Slot(model=model, role="shadow", version=str(entry["version"]), artifact=str(entry["artifact"]))
+            with self._lock:
+                tally = self.shadow_tallies.setdefault((model, twin.artifact), shadow.Tally())
+            shadow.mirror(tally, lambda: self.predict_with(twin, X), answers, elapsed)
+        if self.sampler is not None:
+            self.sampler.add(model, X)
+        return answers, slot
+
+    def shadow_figures(self, model: str) -> dict[str, Any] | None:
+        """The current shadow's tally (GET /v1/models/<model>/shadow); None when there is none."""
+        state = self.state(model)
+        entry = state.get("shadow") if state else None
+        if not entry:
+            return None
+        with self._lock:
+            tally = self.shadow_tallies.get((model, str(entry["artifact"])))
+        figures = tally.figures() if tally else shadow.Tally().figures()
+        return {"version": entry["version"], **figures}
 
     def fixed_version(self) -> str | None:
         """The version every answer of this router comes from, when it serves only one (a predictor pod)."""
@@ -251,6 +280,12 @@ class ServingServer(ThreadingHTTPServer):
     daemon_threads = True
     router: Router
     verbose: bool = False
+
+    def server_close(self) -> None:
+        super().server_close()
+        sampler = getattr(getattr(self, "router", None), "sampler", None)
+        if sampler is not None:
+            sampler.flush()
 
     @property
     def url(self) -> str:
@@ -316,6 +351,12 @@ class Handler(BaseHTTPRequestHandler):
             self._send(HTTPStatus.OK, {"status": "ok", "environment": router.environment, "models": router.models()})
         elif path == "/v1/models":
             self._send(HTTPStatus.OK, {"models": sorted(router.models())})
+        elif path.startswith("/v1/models/") and path.endswith("/shadow"):
+            model = self._model(path.removeprefix("/v1/models/").removesuffix("/shadow"))
+            figures = router.shadow_figures(model)
+            if figures is None:
+                raise NotServed(f"model {model!r} has no shadow in environment {router.environment}")
+            self._send(HTTPStatus.OK, {"name": model, "shadow": figures})
         elif path.startswith("/v1/models/"):
             model = self._model(path.removeprefix("/v1/models/"))
             slot = router.live_slot(model)
@@ -342,7 +383,7 @@ class Handler(BaseHTTPRequestHandler):
         instances = parse_instances(body["instances"])
         slot = self.server.router.pick(model)
         self.answered_by = slot.version
-        predictions = self.server.router.predict_with(slot, instances)
+        predictions, _ = self.server.router.predict(model, instances, slot)  # mirrored and sampled there
         self._send(HTTPStatus.OK, {"predictions": predictions, "model_name": model, "model_version": slot.version})
 
 
@@ -354,10 +395,17 @@ def make_server(
     port: int = 0,
     seed: int | None = None,
     verbose: bool = False,
+    sample: bool = True,
 ) -> ServingServer:
-    """A bound (not yet serving) server; run `serve_forever()` in a thread, `shutdown()` to stop."""
+    """A bound (not yet serving) server; run `serve_forever()` in a thread, `shutdown()` to stop.
+
+    With `sample` (the default) it keeps a bounded sample of the inputs it answers
+    (workflows/sampling.py); `server_close()` writes what is pending.
+    """
     server = ServingServer((host, port), Handler)
     server.router = Router(serving_dir, store_dir, environment, seed=seed)
+    if sample:
+        server.router.sampler = sampling.Sampler(serving_dir, environment, seed=seed)
     server.verbose = verbose
     return server
 
@@ -368,6 +416,11 @@ def serve(
     """Serve an environment's models until interrupted."""
     server = make_server(serving_dir, store_dir, environment, host, port, verbose=True)
     print(f"serving environment {environment} at {server.url} (KServe v1: POST /v1/models/<model>:predict)", flush=True)
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt  # SIGTERM stops like Ctrl-C: server_close writes the pending input sample
+
+    signal.signal(signal.SIGTERM, stop)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

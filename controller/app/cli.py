@@ -274,6 +274,39 @@ def cmd_recipes(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_drift(args: argparse.Namespace) -> int:
+    from controller.app import drift
+    from controller.app.runtime import Home
+    from controller.core.render import table
+
+    results = drift.check(
+        _repo(args),
+        Home.resolve(args.home),
+        args.env,
+        model=args.model,
+        since=args.since,
+        dataset_sha256=args.dataset_sha256,
+        open_branch=not args.no_branch,
+    )
+    found = any(r.decision is not None and r.decision.drifted for r in results)
+    if args.format == "json":
+        _json({"environment": args.env, "drift": found, "models": [r.as_dict() for r in results]})
+    else:
+        rows: list[list[str]] = []
+        for r in results:
+            d = r.decision
+            worst = d.features[0] if d and d.features else None
+            drifted = ", ".join(f.feature for f in d.drifted) if d else ""
+            what = r.branch or r.note or ("drift found (--no-branch)" if d and d.drifted else "")
+            psi_ks = f"{worst.psi:.3f} / {worst.ks:.3f}" if worst else "-"
+            rows.append([r.model, r.live_version or "-", str(d.samples if d else 0), psi_ks, drifted or "-", what])
+        print(table(["MODEL", "LIVE", "SAMPLES", "WORST PSI / KS", "DRIFTED", "OUTCOME"], rows))
+        for r in results:
+            if r.branch:
+                say(f"{r.model}: proposed on branch {r.branch} (pushed); review and merge it to retrain")
+    return 1 if found else 0
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     from controller.app.smoke import SmokeOptions, check_smoke
     from controller.core.smoke import render_table
@@ -552,6 +585,28 @@ def parser() -> argparse.ArgumentParser:
         "releasectl recipes",
     )
     fmt(rc, ("table", "json"))
+
+    dr = add(
+        "drift",
+        cmd_drift,
+        "compare the inputs an environment served with its live models' training data (PSI, KS); "
+        "on drift push a branch that bumps the first environment's pin onto a refreshed snapshot. "
+        "Exit 0 no drift, 1 drift found (and a branch opened), 2 usage, 3 failure",
+        "releasectl drift --env production --since 24h",
+        "releasectl drift --env production --format json   # a scheduled job",
+        "releasectl drift --env production --model tumor-classifier --dataset-sha256 <64 hex>",
+    )
+    dr.add_argument("--env", required=True, metavar="ENV", help="the environment whose served inputs are compared")
+    dr.add_argument("--model", metavar="MODEL", help="only this model (default: every pin of --env)")
+    dr.add_argument("--since", metavar="DURATION|ISO", help="only inputs served since then: 30m, 24h, 7d or ISO 8601")
+    dr.add_argument("--dataset-sha256", metavar="HEX", help="the refreshed snapshot to propose (default: see docs)")
+    dr.add_argument("--no-branch", action="store_true", help="report only; open no branch")
+    dr.add_argument(
+        "--repo", default=".", metavar="PATH", help="a clone of the release repo (its origin gets the branch)"
+    )
+    dr.add_argument("--home", metavar="DIR", help=HOME_HELP + ": the serving sample and the data catalog")
+    dr.add_argument("--status-branch", metavar="NAME", help="read the status trail from this branch")
+    fmt(dr, ("table", "json"))
 
     ck = add(
         "check",

@@ -230,9 +230,35 @@ class Canary(_Frozen):
         return self
 
 
+class Shadow(_Frozen):
+    """`strategy: shadow`: the candidate gets a copy of live traffic; it is promoted when it agrees enough."""
+
+    min_requests: int = Field(default=200, ge=10, le=100_000, description="Mirrored requests to judge on")
+    min_agreement: float = Field(
+        default=0.95, ge=0, le=1, description="Share of mirrored requests where it answers what live answered"
+    )
+    max_latency_ratio: float | None = Field(
+        default=None, gt=0, description="Largest p95 latency of the candidate over the live version's"
+    )
+    max_p95_latency_ms: float | None = Field(default=None, gt=0, description="Largest p95 latency of the candidate")
+
+
 class Deployment(_Frozen):
-    strategy: Literal["direct", "canary", "blue-green"] = "direct"
+    strategy: Literal["direct", "canary", "blue-green", "shadow"] = "direct"
     canary: Canary = Field(default_factory=Canary)
+    shadow: Shadow = Field(default_factory=Shadow)
+
+
+class DriftThresholds(_Frozen):
+    """`releasectl drift`: when the inputs served differ enough from the live version's training data."""
+
+    psi: float = Field(default=0.2, gt=0, description="A feature drifts when its PSI exceeds this")
+    ks: float = Field(default=0.15, gt=0, le=1, description="... or its two-sample KS statistic exceeds this")
+    min_samples: int = Field(default=200, ge=10, le=1_000_000, description="Fewer served rows decide nothing")
+
+
+class Monitoring(_Frozen):
+    drift: DriftThresholds = Field(default_factory=DriftThresholds)
 
 
 class ModelPin(_Frozen):
@@ -248,6 +274,7 @@ class ModelPin(_Frozen):
     training: Training
     evaluation: Evaluation = Field(default_factory=Evaluation)
     deployment: Deployment = Field(default_factory=Deployment)
+    monitoring: Monitoring = Field(default_factory=Monitoring)
 
     def spec_digest(self) -> str:
         """sha256 of the canonical JSON of model, version and training: what "a version" means."""
@@ -413,6 +440,19 @@ class ProvenanceRef(_Frozen):
     data: Digest
 
 
+class ShadowRef(_Frozen):
+    """A shadow rollout's figures: what the candidate was judged on, and the bounds."""
+
+    requests: int
+    agreement: float | None = None
+    live_p95_ms: float | None = None
+    shadow_p95_ms: float | None = None
+    min_requests: int | None = None
+    min_agreement: float | None = None
+    max_latency_ratio: float | None = None
+    max_p95_latency_ms: float | None = None
+
+
 class OutcomeEvidence(_Frozen):
     """What an auditor needs to trust an outcome, from the trail alone (nothing from the controller's disk)."""
 
@@ -426,6 +466,7 @@ class OutcomeEvidence(_Frozen):
     dataset_sha256: Annotated[str, StringConstraints(pattern=SHA256_HEX)] | None = None
     drift: DriftRef | None = None
     canary: list[CanaryStepRef] = Field(default_factory=list)
+    shadow: ShadowRef | None = None
     merged_at: datetime | None = Field(default=None, description="When the commit that set the pin was made")
     lead_time_s: float | None = Field(default=None, description="Seconds from that commit to this outcome")
     provenance: ProvenanceRef | None = Field(default=None, description="Digests of the training's inputs")

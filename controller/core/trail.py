@@ -29,6 +29,7 @@ from controller.core.models import (
     OutcomeEvidence,
     Phase,
     ProvenanceRef,
+    ShadowRef,
 )
 from controller.core.schemas import load_yaml
 from controller.core.yamlio import MAX_DOCUMENT_BYTES, TooLarge
@@ -155,6 +156,12 @@ def build_evidence(
         if isinstance(s, dict) and "weight" in s and "requests" in s
     ]
     provenance = _provenance(outcome.details.get("train"))
+    figures = deploy.get("shadow") if isinstance(deploy, dict) else None
+    shadow = (
+        ShadowRef(**{k: figures[k] for k in ShadowRef.model_fields if k in figures})
+        if isinstance(figures, dict) and isinstance(figures.get("requests"), int)
+        else None
+    )
     upstream = action.upstream
     if upstream is not None and upstream_commit is not None:
         upstream = upstream.model_copy(update={"outcome_commit": upstream_commit})
@@ -169,6 +176,7 @@ def build_evidence(
         dataset_sha256=action.pin.training.dataset.sha256 if action.pin else None,
         drift=drift,
         canary=canary,
+        shadow=shadow,
         merged_at=merged_at,
         lead_time_s=lead,
         provenance=provenance,

@@ -150,8 +150,8 @@ def test_health_check_fails_on_a_corrupt_artifact(place: Place, trained: Trainer
 
 
 def test_bad_inputs_are_refused(place: Place, trained: Trainer) -> None:
-    with pytest.raises(CheckFailed, match="unknown deployment strategy 'shadow'"):
-        _deploy(place, "1.0.0", trained(), "shadow")
+    with pytest.raises(CheckFailed, match="unknown deployment strategy 'rainbow'"):
+        _deploy(place, "1.0.0", trained(), "rainbow")
     with pytest.raises(CheckFailed, match=r"canary\.steps must be whole percentages that increase and end at 100"):
         _deploy(place, "1.0.0", trained(), "canary", json.dumps({"steps": [50, 10]}))
     with pytest.raises(CheckFailed, match=r"model '\.\./x' is not a DNS label"):

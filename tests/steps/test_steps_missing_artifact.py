@@ -57,7 +57,7 @@ def test_evaluate_and_deploy_of_a_missing_artifact_are_errored(shared: Place, tm
             "data_uri": "",
             "dataset": "",
             "dataset_sha256": "",
-            **dict.fromkeys(["dataset_uri", "dataset_format", "target_column", "serving_options"], ""),
+            **dict.fromkeys(["dataset_uri", "dataset_format", "target_column", "serving_options", "shadow"], ""),
         },
         tmp_path / "deploy",
     )

@@ -6,7 +6,9 @@ a deleted pin. It rewrites `<serving>/<environment>/<model>.json`, which the ser
 (workflows/serving.py) follows: `direct` switches after a health check, `blue-green` installs the
 candidate at weight 0, checks it and switches all traffic, `canary` raises the candidate's weight
 step by step through the same Router the endpoint uses and rolls back (the old live keeps
-serving) when its error rate is too high. A rollback or failed check is a CheckFailed (exit 2).
+serving) when its error rate is too high, `shadow` mirrors live traffic to the candidate and
+promotes it when it agrees enough (workflows/steps/deploy_shadow.py). A rollback or failed
+check is a CheckFailed (exit 2).
 With a `kserve://<namespace>` serving URI the same step applies a KServe InferenceService instead
 (workflows/targets/rollout.py).
 """
@@ -20,6 +22,7 @@ from hera.workflows import Parameter
 from numpy.typing import NDArray
 
 from workflows import datasets, serving, store
+from workflows.shadow import parse_bounds as shadow_bounds
 from workflows.steps.common import (
     CheckFailed,
     check_label,
@@ -30,8 +33,9 @@ from workflows.steps.common import (
     short,
     utc_now,
 )
+from workflows.steps.deploy_shadow import run_shadow
 
-STRATEGIES = ("direct", "blue-green", "canary")
+STRATEGIES = ("direct", "blue-green", "canary", "shadow")
 DEFAULT_CANARY: dict[str, Any] = {"steps": [10, 50, 100], "max_error_rate": 0.01, "requests_per_step": 200}
 SMOKE_ROWS = 20
 
@@ -121,12 +125,14 @@ def deploy(
     dataset_format: str = "",
     target_column: str = "",
     serving_options: str = "",
+    shadow: str = "",
 ) -> tuple[Annotated[str, Parameter(name="artifact")], Annotated[str, Parameter(name="report")]]:
     check_label(environment, "environment")
     check_label(model, "model")
     if strategy not in STRATEGIES:
         raise CheckFailed(f"unknown deployment strategy {strategy!r} (known: {', '.join(STRATEGIES)})")
     weights, max_error_rate, requests = canary_plan(canary) if strategy == "canary" else ([], 0.0, 0)
+    bounds = shadow_bounds(shadow) if strategy == "shadow" else None
     store_dir = store_uri
     estimator = health_check(store_dir, artifact, version)
     rows = traffic_rows(
@@ -150,6 +156,7 @@ def deploy(
             rows,
             classes,
             report,
+            shadow=bounds,
         )
         return artifact, dumps(report)
     serving_dir = path_from_uri(serving_uri, "serving_uri")
@@ -157,7 +164,7 @@ def deploy(
     with serving.locked(serving_dir, environment, model):
         before = serving.read_state(serving_dir, environment, model)
         live = before.get("live") if before else None
-        restore = {**before, "candidate": None} if before else None
+        restore = {k: v for k, v in {**before, "candidate": None}.items() if k != "shadow"} if before else None
         report = {
             "strategy": strategy,
             "steps": [],
@@ -187,6 +194,10 @@ def deploy(
                 problem = smoke(router, _slot(model, "candidate", entry), rows)
                 if problem:
                     raise CheckFailed(f"blue-green check of {version} failed: {problem}; {back}")
+            elif strategy == "shadow" and bounds is not None and live is not None:
+                run_shadow(router, serving_dir, base, entry, bounds, rows, report, f"{live['version']} kept serving")
+            elif strategy == "shadow":
+                report["shadow_skipped"] = "nothing was live to compare with: deployed directly"
             elif strategy == "canary":
                 run_canary(router, serving_dir, base, entry, weights, max_error_rate, requests, rows, report, back)
             serving.write_state(serving_dir, environment, model, final)

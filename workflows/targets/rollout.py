@@ -3,7 +3,8 @@
 Place in the flow: workflows/steps/deploy.py calls `deploy` and `undeploy` here when the serving
 URI is `kserve://<namespace>`; the InferenceService shape and the API calls are in
 workflows/targets/kserve.py. A check that says no (a canary step over its error budget, a failed
-health check, canary asked of Standard mode) is a CheckFailed (Failed), after the version that was
+health check, canary asked of Standard mode, a shadow below its bounds:
+workflows/targets/shadow.py) is a CheckFailed (Failed), after the version that was
 live before is serving again; a deadline or an API failure is infrastructure (Errored).
 """
 
@@ -12,8 +13,10 @@ from __future__ import annotations
 from typing import Any
 
 from controller.ports import LABEL_VERSION
+from workflows.shadow import Bounds
 from workflows.steps.common import CheckFailed, short
 from workflows.targets import kserve
+from workflows.targets import shadow as shadow_target
 
 
 def _live(isvc: dict[str, Any] | None) -> tuple[str | None, str | None]:
@@ -44,6 +47,7 @@ def deploy(
     classes: list[Any],
     report: dict[str, Any],
     api: kserve.KServe | None = None,
+    shadow: Bounds | None = None,
 ) -> dict[str, Any]:
     """Put `artifact` live for (environment, model) by `strategy`; the report, filled in."""
     if strategy == "canary" and opts.mode != "Knative":
@@ -100,7 +104,10 @@ def deploy(
                 if rate > max_error_rate:
                     back = restore()
                     raise CheckFailed(f"canary error rate {rate:.3f} > {max_error_rate:g} at {weight}% traffic; {back}")
-        ready = _apply_and_wait(kube, manifest(None))  # direct, blue-green, or the canary's promotion
+        if strategy == "shadow" and shadow is not None and live_artifact and live_version:
+            target = (live_version, live_artifact), (version, artifact)
+            shadow_target.run(kube, opts, environment, model, *target, shadow, rows, classes, report)
+        ready = _apply_and_wait(kube, manifest(None))  # direct, blue-green, or the canary's/shadow's promotion
         problem = kserve.health_check(kserve.endpoint(ready), model, version, rows, classes)
         if problem:
             back = restore()
@@ -109,6 +116,9 @@ def deploy(
         if live_artifact:
             restore()
         raise
+    finally:
+        if strategy == "shadow":
+            shadow_target.cleanup(kube, environment, model)
     print(f"deployed {model} {version} ({short(artifact)}) to {opts.namespace}/{name} by {strategy}")
     return report
 
@@ -116,4 +126,5 @@ def deploy(
 def undeploy(opts: kserve.Options, environment: str, model: str, api: kserve.KServe | None = None) -> bool:
     """Delete the InferenceService (idempotent); whether there was one."""
     kube = api or kserve.KServe(opts)
+    shadow_target.cleanup(kube, environment, model)  # a shadow a crashed rollout left behind
     return kube.delete(kserve.isvc_name(environment, model))

@@ -164,6 +164,18 @@ class WritingMixin(TrailMixin):
 
     # -- what users do (CLI rollback / promote, the demo) -----------------------------------------
 
+    def push_branch(self, name: str, sha: str) -> None:
+        """Create the remote branch `name` at `sha`: a proposal for people to merge (never forced)."""
+        if name in (self.branch, self.status_branch):
+            raise GitError(f"refusing to push a proposal to {name}: that branch is not a proposal's")
+        try:
+            self.git.push("--porcelain", "origin", f"{sha}:refs/heads/{name}")
+        except GitCommandError as exc:
+            text = stderr_of(exc) + str(exc.stdout or "")
+            if any(marker in text for marker in _REJECTED):
+                raise PushRejected(f"push to origin/{name} was rejected (the branch exists already)") from exc
+            raise GitError(f"push of {name} to origin failed: {stderr_of(exc)}") from exc
+
     def commit_on(
         self,
         ref: str,
