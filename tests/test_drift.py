@@ -139,7 +139,7 @@ def world(tmp_path: Path) -> Iterator[dict[str, Any]]:
     pin = clone.read_pin("production", MODEL)
     sha = pin["training"]["dataset"]["sha256"]
     params = pin["training"]["params"]
-    artifact = train(
+    artifact, _report = train(
         model=MODEL, version=pin["version"], spec_digest="sha256:" + "cd" * 32, recipe=pin["training"]["recipe"],
         params=json.dumps(params), dataset=BC, dataset_sha256=sha, data_uri=(home / "data").as_uri(),
         store_uri=(home / "store").as_uri(),

@@ -283,11 +283,22 @@ def test_releasectl_serve_answers_predictions_for_the_live_version(setup: Setup)
 
 
 def test_a_shadow_rollout_records_its_agreement_in_the_trail(setup: Setup) -> None:
-    """dev digits-classifier 0.4.0 by shadow: the same recipe, params, data and seed train the same
-    model, so the mirrored answers agree exactly, and the trail says so."""
+    """dev digits-classifier 0.4.0 by shadow: the same recipe, data and seed, and a max_iter the solver
+    never reaches (it converges in 29 iterations), train the same model in other bytes (training is
+    deterministic: with the same params it would be the same artifact, already live), so the mirrored
+    answers agree exactly, and the trail says so."""
     before = setup.status("dev", "digits-classifier")["live"]
     shadow = {"min_requests": 100, "min_agreement": 0.99, "max_latency_ratio": 50}
-    setup.bump("dev", "digits-classifier", version="0.4.0", deployment={"strategy": "shadow", "shadow": shadow})
+    setup.user.pull()
+    training = setup.user.read_pin("dev", "digits-classifier")["training"]
+    training["params"] = {**training["params"], "max_iter": training["params"]["max_iter"] + 1}
+    setup.bump(
+        "dev",
+        "digits-classifier",
+        version="0.4.0",
+        training=training,
+        deployment={"strategy": "shadow", "shadow": shadow},
+    )
     (outcome,) = setup.rec.settle().outcomes
     assert outcome.phase is Phase.DEPLOYED, outcome.reason
     status = setup.status("dev", "digits-classifier")
