@@ -56,6 +56,19 @@ def test_already_live_only_checks_health(place: Place, trained: Trainer) -> None
     assert (place.serving / "dev" / "tumor.json").read_bytes() == before
 
 
+def test_a_new_version_with_the_live_artifact_is_renamed_not_rolled_out(place: Place, trained: Trainer) -> None:
+    """Deterministic training: 1.1.0 trained as 1.0.0 was gives the same bytes; callers see 1.1.0."""
+    v1 = trained()
+    _deploy(place, "1.0.0", v1)
+    report = _deploy(place, "1.1.0", v1, "canary")
+    assert report["renamed_from"] == "1.0.0" and report["steps"] == [] and "already_live" not in report
+    state = _state(place)
+    assert (state["live"]["version"], state["live"]["artifact"]) == ("1.1.0", v1)
+    assert (state["previous"]["version"], state["candidate"]) == ("1.0.0", None)
+    router = serving.Router(place.serving, place.store, "dev")
+    assert router.live_slot("tumor").version == "1.1.0"
+
+
 def test_canary_promotes_a_good_candidate(place: Place, trained: Trainer) -> None:
     v1, v2 = trained(), trained(version="1.1.0", C=0.5)
     _deploy(place, "1.0.0", v1)

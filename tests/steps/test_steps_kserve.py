@@ -208,3 +208,13 @@ def test_the_canary_is_judged_on_the_candidates_own_answers(kube: KubeDouble, pl
     assert percents(kube) == [None, 10, 50, 100, None]
     live = kube.isvcs[("models", "production-tumor")]
     assert live["metadata"]["labels"]["releasectl.dev/version"] == "2.0.0"
+
+
+def test_a_new_version_with_the_live_artifact_is_reapplied_with_its_name(
+    kube: KubeDouble, place: Place, trained: Trainer
+) -> None:
+    artifact = trained(BC)
+    step(place, artifact, "1.0.0", "direct")
+    report = step(place, artifact, "1.1.0", "direct")
+    assert "already_live" not in report and report["previous_version"] == "1.0.0"
+    assert [b["metadata"]["labels"]["releasectl.dev/version"] for b in kube.applied] == ["1.0.0", "1.1.0"]

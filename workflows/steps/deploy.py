@@ -173,6 +173,15 @@ def deploy(
             "artifact": artifact,
             "previous_version": live["version"] if live else None,
         }
+        if live and live.get("artifact") == artifact and live.get("version") != version:
+            # A new version whose training built the same bytes (deterministic artifacts): nothing to
+            # roll out, but what is live is now called by the new version's name.
+            renamed = {**(restore or {}), "live": {**live, "version": version, "spec_digest": spec_digest,
+                                                    "since": utc_now()}, "previous": live}  # fmt: skip
+            serving.write_state(serving_dir, environment, model, renamed)
+            report["renamed_from"] = live["version"]
+            print(f"{model} {version} has the artifact of {live['version']} ({artifact}): renamed in {environment}")
+            return artifact, dumps(report)
         if live and live.get("artifact") == artifact:
             if before and before.get("candidate"):
                 serving.write_state(serving_dir, environment, model, restore)

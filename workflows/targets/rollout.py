@@ -79,7 +79,7 @@ def deploy(
         return "removed it (nothing was live before)"
 
     pending = (before or {}).get("spec", {}).get("predictor", {}).get("canaryTrafficPercent")
-    if live_artifact == artifact and pending is None:
+    if live_artifact == artifact and live_version == version and pending is None:
         ready = kube.wait_ready(name, int((before or {}).get("metadata", {}).get("generation") or 1))
         problem = kserve.health_check(kserve.endpoint(ready), model, version, rows, classes)
         if problem:
