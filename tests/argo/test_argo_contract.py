@@ -270,6 +270,7 @@ def test_401_is_one_clear_line_naming_the_token_source(
     with pytest.raises(ArgoAuthError, match=later):
         executor.wait_for_finished(["rc-anything"], 5)
     if token is None:  # the swagger requires the header: the double noted each request without one
+        executor.close()  # its watcher would otherwise ask once more, after the clear below
         unauthenticated = [v for v in double.violations if "no 'Authorization: Bearer' header" in v]
         assert unauthenticated and len(unauthenticated) == len(double.violations)
         double.violations.clear()
