@@ -386,5 +386,8 @@ def test_a_shadow_that_disagrees_too_often_is_failed_with_its_figures(setup: Set
     ), outcome.reason
     status = setup.status("dev", "digits-classifier")
     assert status["phase"] == "Failed" and status["reason"] == outcome.reason and status["live"] == before
+    figures = status["evidence"]["shadow"]  # the figures of the no are evidence too, not only words
+    assert (figures["requests"], figures["min_requests"], figures["min_agreement"]) == (100, 100, 0.9999)
+    assert f"agreement {figures['agreement']:.4f} < min_agreement" in outcome.reason
     state = json.loads((setup.home.serving / "dev" / "digits-classifier.json").read_text())
     assert "shadow" not in state and state["live"]["version"] == before["version"]

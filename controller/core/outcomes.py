@@ -65,7 +65,10 @@ def fold(action: Action, run: WorkflowRun, executor: str) -> Outcome:
     details: dict[str, Any] = {}
     for task in (VALIDATE_DATA, TRAIN, DEPLOY, UNDEPLOY):
         node = nodes.get(task)
-        if node is not None and node.phase == SUCCEEDED and node.outputs.get(OUT_REPORT):
+        if node is None or not node.outputs.get(OUT_REPORT):
+            continue
+        # A deploy that said no still reports what it measured (canary steps, shadow figures).
+        if node.phase == SUCCEEDED or (task == DEPLOY and node.phase == FAILED):
             details[task] = _json(node.outputs[OUT_REPORT], {})
     common: dict[str, Any] = {
         "action": action,

@@ -97,9 +97,11 @@ def test_failing_canary_rolls_back_to_the_old_live(place: Place, trained: Traine
 
 
 def test_failed_canary_under_the_decorator_exits_2(
-    place: Place, trained: Trainer, capsys: pytest.CaptureFixture[str]
+    place: Place, trained: Trainer, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _deploy(place, "1.0.0", trained())
+    outputs = place.store.parent / "outputs"
+    monkeypatch.setenv("hera__outputs_directory", str(outputs))
     with pytest.raises(SystemExit) as info:
         deploy(
             "dev",
@@ -119,6 +121,12 @@ def test_failed_canary_under_the_decorator_exits_2(
     assert capsys.readouterr().err.splitlines()[-1] == (
         "releasectl-check-failed: canary error rate 1.000 > 0.01 at 10% traffic; rolled back to 1.0.0"
     )
+    # The report of the no is still an output: the trail's evidence gets the step that failed.
+    report = json.loads((outputs / "parameters" / "report").read_text())
+    (step,) = report["steps"]
+    assert (step["weight"], step["error_rate"], step["errors"]) == (10, 1.0, step["candidate_requests"])
+    assert json.loads((outputs / "parameters" / "verdict").read_text())["verdict"] == "Failed"
+    assert (outputs / "parameters" / "artifact").read_text() == ""
 
 
 def test_direct_deploy_of_an_incompatible_artifact_is_undone(place: Place, trained: Trainer) -> None:

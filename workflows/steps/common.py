@@ -47,7 +47,15 @@ R = TypeVar("R")
 
 
 class CheckFailed(Exception):
-    """A step's check said no on purpose (the user must act): exit code 2, outcome Failed."""
+    """A step's check said no on purpose (the user must act): exit code 2, outcome Failed.
+
+    `outputs` are output parameters the step still writes (the deploy step's `report`: the canary
+    steps or shadow figures that led to the no), so the trail's evidence has them.
+    """
+
+    def __init__(self, message: str, outputs: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.outputs = dict(outputs or {})
 
 
 def checked(function: Callable[P, R]) -> Callable[P, R]:
@@ -62,6 +70,7 @@ def checked(function: Callable[P, R]) -> Callable[P, R]:
         try:
             result = function(*args, **kwargs)
         except CheckFailed as exc:
+            _write_outputs(exc.outputs)
             _write_empty_outputs(function)
             reason = " ".join(str(exc).split()) or type(exc).__name__
             write_verdict(VERDICT_FAILED, reason)
@@ -88,6 +97,16 @@ def write_verdict(verdict: str, reason: str) -> None:
     path = Path(directory) / "parameters" / OUT_VERDICT
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(dumps({"verdict": verdict, "reason": reason[:1000]}))
+
+
+def _write_outputs(outputs: dict[str, str]) -> None:
+    directory = os.environ.get("hera__outputs_directory")  # noqa: SIM112 - Hera's own spelling
+    if not directory:
+        return
+    for name, value in outputs.items():
+        path = Path(directory) / "parameters" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(value)
 
 
 def _write_empty_outputs(function: Callable[..., Any]) -> None:

@@ -145,19 +145,22 @@ def deploy(
         classes = [c.item() if hasattr(c, "item") else c for c in estimator.classes_]
         report: dict[str, Any] = {"strategy": strategy, "steps": [], "health": "ok", "version": version}
         report["artifact"] = artifact
-        rollout.deploy(
-            opts,
-            environment,
-            model,
-            version,
-            artifact,
-            strategy,
-            (weights, max_error_rate, requests),
-            rows,
-            classes,
-            report,
-            shadow=bounds,
-        )
+        try:
+            rollout.deploy(
+                opts,
+                environment,
+                model,
+                version,
+                artifact,
+                strategy,
+                (weights, max_error_rate, requests),
+                rows,
+                classes,
+                report,
+                shadow=bounds,
+            )
+        except CheckFailed as exc:  # the canary steps or shadow figures that said no go to the trail
+            raise CheckFailed(str(exc), outputs={"report": dumps(report)}) from None
         return artifact, dumps(report)
     serving_dir = path_from_uri(serving_uri, "serving_uri")
 
@@ -214,8 +217,11 @@ def deploy(
             problem = smoke(router, router.live_slot(model), rows)
             if problem:
                 raise CheckFailed(f"endpoint check of {version} after the switch failed: {problem}; {back}")
+        except CheckFailed as exc:  # the old live keeps serving; the figures go to the trail
+            serving.write_state(serving_dir, environment, model, restore)
+            raise CheckFailed(str(exc), outputs={"report": dumps(report)}) from None
         except BaseException:
-            # A failed check, a crash or an interrupt: the old live keeps serving, no candidate.
+            # A crash or an interrupt: the old live keeps serving, no candidate.
             serving.write_state(serving_dir, environment, model, restore)
             raise
     print(f"deployed {model} {version} ({short(artifact)}) to {environment} by {strategy}")
