@@ -1,23 +1,21 @@
-"""The local serving target: per-environment state files, the request Router and its HTTP server.
+"""The local serving target: the request Router and its HTTP server, over the state files.
 
 Place in the flow: the deploy step (workflows/steps/deploy.py) writes
 `<serving>/<environment>/<model>.json` (live, candidate with a traffic weight, previous) and sends
 its canary traffic through the Router here; `releasectl serve --env ENV` (or
 `python -m workflows.serving`) answers the KServe v1 protocol from the same Router, so what the
-canary measured is what clients get. The Router re-reads a state file when it changes and caches
+canary measured is what clients get. The state files are workflows/serving_state.py's (re-exported
+here: `serving.read_state`, `write_state`, `locked`). The Router re-reads a state file when it changes and caches
 estimators by artifact digest (loaded through workflows/store.py: verified, never pickle).
 """
 
 import argparse
-import contextlib
-import fcntl
 import json
 import math
 import random
 import signal
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -30,7 +28,11 @@ from numpy.typing import NDArray
 from controller.core.models import DNS_LABEL, DNS_LABEL_RE
 from workflows import sampling, shadow, store
 from workflows.objects import open_location
-from workflows.steps.common import check_label, write_json_atomic
+from workflows.serving_state import locked as locked  # noqa: PLC0414 - a re-export
+from workflows.serving_state import read_state as read_state  # noqa: PLC0414 - a re-export
+from workflows.serving_state import state_path as state_path  # noqa: PLC0414 - a re-export
+from workflows.serving_state import write_state as write_state  # noqa: PLC0414 - a re-export
+from workflows.steps.common import check_label
 
 MAX_BODY = 10 * 1024 * 1024
 
@@ -45,48 +47,6 @@ class NotServed(LookupError):
 
 class PredictionError(RuntimeError):
     """The model answered something that is not one of its classes (HTTP 500)."""
-
-
-# ---------------------------------------------------------------------------------------------
-# State files
-
-
-def state_path(serving_dir: Path | str, environment: str, model: str) -> Path:
-    check_label(environment, "environment")
-    check_label(model, "model")
-    return Path(serving_dir) / environment / f"{model}.json"
-
-
-def read_state(serving_dir: Path | str, environment: str, model: str) -> dict[str, Any] | None:
-    path = state_path(serving_dir, environment, model)
-    if not path.is_file():
-        return None
-    value = json.loads(path.read_text())
-    if not isinstance(value, dict):
-        raise ValueError(f"{path}: serving state is not a JSON object")
-    return value
-
-
-def write_state(serving_dir: Path | str, environment: str, model: str, state: dict[str, Any] | None) -> None:
-    """Replace the state atomically; None removes the model from the environment."""
-    path = state_path(serving_dir, environment, model)
-    if state is None:
-        path.unlink(missing_ok=True)
-    else:
-        write_json_atomic(path, state)
-
-
-@contextlib.contextmanager
-def locked(serving_dir: Path | str, environment: str, model: str) -> Iterator[None]:
-    """One deploy or undeploy of a model in an environment at a time (an advisory file lock)."""
-    path = state_path(serving_dir, environment, model)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with (path.parent / f".{model}.lock").open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 # ---------------------------------------------------------------------------------------------
