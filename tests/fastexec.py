@@ -19,7 +19,8 @@ from typing import Any
 from controller.adapters.local.executor import LocalExecutor
 from controller.core.models import Action
 from controller.ports import LABEL_ENVIRONMENT, LABEL_MODEL, WorkflowRun
-from workflows.builders import Target, manifest
+from workflows.builders import manifest
+from workflows.target import Target
 
 TARGET = Target(store_uri="file:///srv/store", data_uri="file:///srv/data", serving_uri="file:///srv/serving")
 STEPS = "workflows.steps."

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from controller.app import cli
-from workflows.builders import STEPS_IMAGE
+from workflows.target import STEPS_IMAGE
 
 ROOT = Path(__file__).resolve().parent.parent
 K8S = ROOT / "deploy" / "k8s"

@@ -20,9 +20,10 @@ from controller.core.smoke import PinCheck, SmokeReport, fold, gate_risk, margin
 from controller.ports import NodeResult as Node
 from controller.ports import WorkflowRun
 from workflows import recipes
-from workflows.builders import Target, manifest, smoke_manifest
+from workflows.builders import manifest, smoke_manifest
 from workflows.datasets import Dataset
 from workflows.sample import SAMPLE_ENV, Sample, apply, rows
+from workflows.target import Target
 
 ROOT = Path(__file__).resolve().parent.parent
 

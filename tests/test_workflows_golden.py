@@ -17,7 +17,8 @@ from hera.workflows.models import Workflow as ArgoWorkflow
 from controller.core.models import Action, ActionKind, LiveRef, ModelPin
 from controller.core.schemas import load_yaml
 from tests.argo_schema import errors
-from workflows.builders import Target, build, cluster_target, manifest
+from workflows.builders import build, manifest
+from workflows.target import Target, cluster_target
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = Path(__file__).parent / "golden"

@@ -5,7 +5,7 @@ Place in the flow: `releasectl reconcile` (controller/app/cli.py) adds these fla
 long-running loop consults before each pass and before publishing, and `compiler(args, home)` for
 the Action -> manifest function: the LocalExecutor's file:// target by default, or, with
 `--artifact-store`, a cluster target whose manifests name no path of this machine
-(workflows/builders.py `cluster_target`).
+(workflows/target.py `cluster_target`).
 
     releasectl reconcile --repo URL --interval 60 --leader-elect \\
         --artifact-store s3://ml-artifacts/releasectl --target kserve --serving-namespace models
@@ -133,7 +133,7 @@ def workflow_target(args: argparse.Namespace) -> Any | None:
         raise UsageError(
             "--artifact-store is for a cluster: give --target kserve too (pods cannot reach local serving)"
         )
-    from workflows.builders import cluster_target
+    from workflows.target import cluster_target
 
     namespace = getattr(args, "namespace", None) or os.environ.get("POD_NAMESPACE") or "releasectl"
     try:

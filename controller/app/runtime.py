@@ -65,7 +65,7 @@ class Home:
         return self.root / "clones" / hashlib.sha256(url.encode()).hexdigest()[:16]
 
     def target(self) -> Any:
-        from workflows.builders import Target
+        from workflows.target import Target
 
         for path in (self.store, self.data, self.serving):
             path.mkdir(parents=True, exist_ok=True)

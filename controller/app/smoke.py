@@ -177,8 +177,9 @@ def _run_all(
     if not runnable:
         return []
     from controller.adapters.local.executor import LocalExecutor
-    from workflows.builders import Target, smoke_manifest
+    from workflows.builders import smoke_manifest
     from workflows.sample import Sample
+    from workflows.target import Target
 
     sample = Sample(options.fraction, options.min_per_class, options.seed).to_json()
     with tempfile.TemporaryDirectory(prefix="releasectl-smoke-") as tmp:

@@ -19,7 +19,8 @@ from tests.argo.contract import Swagger, swagger
 from tests.argo.double import TOKEN, ArgoDouble
 from tests.argo.engine import runner
 from tests.argo.pods import ScriptedPods
-from workflows.builders import Target, manifest
+from workflows.builders import manifest
+from workflows.target import Target
 
 NAMESPACE = "releasectl"
 SOURCE = "0123456789abcdef0123456789abcdef01234567"
