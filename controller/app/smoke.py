@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from controller.adapters.git import GitRepo
+from controller.app.runtime import WARM_IMPORTS
 from controller.core.models import Action, ActionKind, ModelPin
 from controller.core.paths import ENV_ROOT, POLICY_PATH
 from controller.core.pins import DesiredPin
@@ -33,20 +34,9 @@ from controller.loop.snapshot import SnapshotReader
 from controller.ports import WorkflowRun
 
 DEFAULT_BASES = ("origin/main", "main")
-# What the steps' warm worker imports once (the deploy step is not in a smoke workflow).
-SMOKE_IMPORTS = (
-    "workflows.steps.validate_data",
-    "workflows.steps.train",
-    "workflows.steps.evaluate",
-    "numpy",
-    "sklearn.ensemble",
-    "sklearn.linear_model",
-    "sklearn.pipeline",
-    "sklearn.preprocessing",
-    "sklearn.metrics",
-    "sklearn.model_selection",
-    "skops.io",
-)
+# What the steps' warm worker imports once: the controller's own list, less the deploy step (a
+# smoke workflow ends after evaluate).
+SMOKE_IMPORTS = tuple(m for m in WARM_IMPORTS if m != "workflows.steps.deploy")
 
 
 @dataclass(frozen=True)
