@@ -1,12 +1,16 @@
 """Fixtures for the step tests: a data catalog, an artifact store and serving folder per test
-session, and small real models trained once on the built-in datasets."""
+session, small real models trained once on the built-in datasets, and the loopback Kubernetes
+API (tests/kube_double.py) for the KServe target, every InferenceService checked against the CRD."""
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from step_support import SPEC, Place, Trainer
 
+from tests.kserve_schema import errors
+from tests.kube_double import KubeDouble
 from workflows import datasets
 from workflows.steps.train import train
 
@@ -49,3 +53,14 @@ def trained(shared: Place) -> Trainer:
         return cache[key]
 
     return run
+
+
+@pytest.fixture
+def kube(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[KubeDouble]:
+    with KubeDouble() as double:
+        monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+        monkeypatch.setenv("KUBECONFIG", str(double.kubeconfig(tmp_path / "kubeconfig")))
+        monkeypatch.setenv("hera__outputs_directory", str(tmp_path / "outputs"))
+        yield double
+        for body in double.applied + double.returned:
+            assert errors(body) == [], body["metadata"]["name"]

@@ -3,7 +3,6 @@ promotion, rollback, the Standard-mode refusal and the Ready deadline. Every Inf
 code sends, and every one the double answers, validates against KServe's CRD schema (strict)."""
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,17 +19,6 @@ from workflows.targets import kserve, rollout
 
 BC = "breast-cancer"
 IMAGE = "registry.example.com/releasectl/steps:0.1.0"
-
-
-@pytest.fixture
-def kube(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[KubeDouble]:
-    with KubeDouble() as double:
-        monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
-        monkeypatch.setenv("KUBECONFIG", str(double.kubeconfig(tmp_path / "kubeconfig")))
-        monkeypatch.setenv("hera__outputs_directory", str(tmp_path / "outputs"))
-        yield double
-        for body in double.applied + double.returned:
-            assert errors(body) == [], body["metadata"]["name"]
 
 
 def options(place: Place, mode: str = "standard", **extra: Any) -> str:

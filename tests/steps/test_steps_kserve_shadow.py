@@ -6,15 +6,12 @@ InferenceService sent and answered validates against KServe's CRD schema (strict
 """
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 from step_support import Place, Trainer
 
-from tests.kserve_schema import errors
 from tests.kube_double import SERVING, KubeDouble
 from workflows import datasets, store
 from workflows.steps.common import CheckFailed
@@ -24,17 +21,6 @@ from workflows.targets import shadow as shadow_target
 BC = "breast-cancer"
 IMAGE = "registry.example.com/releasectl/steps:0.1.0"
 LIVE, SHADOW = ("models", "production-tumor"), ("models", "production-tumor-shadow")
-
-
-@pytest.fixture
-def kube(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[KubeDouble]:
-    with KubeDouble() as double:
-        monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
-        monkeypatch.setenv("KUBECONFIG", str(double.kubeconfig(tmp_path / "kubeconfig")))
-        monkeypatch.setenv("hera__outputs_directory", str(tmp_path / "outputs"))
-        yield double
-        for body in double.applied + double.returned:
-            assert errors(body) == [], body["metadata"]["name"]
 
 
 def step(place: Place, artifact: str, version: str, strategy: str, bounds: dict[str, Any]) -> dict[str, Any]:
