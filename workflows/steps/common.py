@@ -58,6 +58,14 @@ class CheckFailed(Exception):
         self.outputs = dict(outputs or {})
 
 
+def canary_wants_more(sent: int, routed: int, requests: int, weight: int) -> bool:
+    """Whether a canary step goes on sending: `requests` at least, and then, since at a low weight
+    that many draws may route few to the candidate, on (up to 10x) until the candidate has had
+    at least half its expected share. The local canary and the KServe one judge alike."""
+    wanted = max(1, round(requests * weight / 200))
+    return sent < requests or (routed < wanted and sent < 10 * requests)
+
+
 def checked(function: Callable[P, R]) -> Callable[P, R]:
     """Run a step; a CheckFailed becomes `releasectl-check-failed: <reason>` on stderr and exit 2.
 

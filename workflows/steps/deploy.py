@@ -25,6 +25,7 @@ from workflows import datasets, serving, store
 from workflows.shadow import parse_bounds as shadow_bounds
 from workflows.steps.common import (
     CheckFailed,
+    canary_wants_more,
     check_label,
     checked,
     dumps,
@@ -246,11 +247,8 @@ def run_canary(
         serving.write_state(serving_dir, environment, model, {**base, "candidate": {**entry, "weight": weight}})
         router.forget(model)  # do not rely on the file's mtime alone between two quick writes
         routed = errors = live_errors = 0
-        # A step is judged on the candidate's own requests: at a low weight, `requests` draws may
-        # route none to it, so keep going (up to 10x) until it has at least half its expected share.
-        wanted = max(1, round(requests * weight / 200))
-        sent = 0
-        while sent < requests or (routed < wanted and sent < 10 * requests):
+        sent = 0  # a step is judged on the candidate's own requests
+        while canary_wants_more(sent, routed, requests, weight):
             i, sent = sent, sent + 1
             slot = router.pick(model)
             try:

@@ -36,7 +36,7 @@ import numpy as np
 from controller.core.models import DNS_LABEL_RE
 from controller.ports import LABEL_ENVIRONMENT, LABEL_MANAGED, LABEL_MODEL, LABEL_VERSION
 from workflows.serving import VERSION_HEADER
-from workflows.steps.common import CheckFailed, check_label, json_object_param
+from workflows.steps.common import CheckFailed, canary_wants_more, check_label, json_object_param
 
 GROUP, VERSION, PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
 API_VERSION = f"{GROUP}/{VERSION}"
@@ -348,12 +348,10 @@ def measure(
     X-Model-Version header (workflows/serving.py sets it on every answer, errors included). An
     answer without it (a connection error, a 502/503 from the activator: no predictor answered)
     counts against the candidate, so that a crashing candidate cannot hide behind a missing
-    header. At a low weight, `requests` draws may reach the candidate rarely, so sending goes on
-    (up to 10x) until it has at least half its expected share, as the local canary does.
+    header. How long a step goes on is the local canary's rule (steps/common.canary_wants_more).
     """
-    wanted = max(1, round(requests * weight / 200))
     sent = routed = errors = live_errors = unattributed = 0
-    while sent < requests or (routed < wanted and sent < 10 * requests):
+    while canary_wants_more(sent, routed, requests, weight):
         row = np.asarray(rows[sent % len(rows)], dtype=np.float64).reshape(1, -1).tolist()
         sent += 1
         status, body, version = _exchange(f"{url}/v1/models/{model}:predict", {"instances": row})
