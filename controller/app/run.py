@@ -99,7 +99,8 @@ def build(
     identity = Identity.parse(args.identity) if args.identity else CONTROLLER
     from controller.app import cluster_wiring
 
-    if args.executor != "argo" and cluster_wiring.workflow_target(args) is not None:
+    cluster = cluster_wiring.workflow_target(args)  # --artifact-store and --target kserve, checked
+    if args.executor != "argo" and cluster is not None:
         raise UsageError(
             "--artifact-store and --target kserve compile workflows for a cluster (volumes, images, KServe): "
             "give --executor argo too; the local executor runs the home's own store and serving"
@@ -118,7 +119,7 @@ def build(
             argo.close()
         lock.release()
         raise
-    if cluster_wiring.workflow_target(args) is not None:  # --artifact-store and --target kserve
+    if cluster is not None:
         compile_action = cluster_wiring.compiler(args, home)
     else:
         compile_action = argo_compiler(home, args) if argo is not None else compiler(home)
