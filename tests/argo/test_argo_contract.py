@@ -348,4 +348,9 @@ def test_a_base_path_in_the_server_url_is_kept(tmp_path: Path, double: ArgoDoubl
     executor = make_executor(url=f"{double.url}/argo")  # no trailing slash: urljoin would drop "argo"
     name = executor.submit(compiled(tmp_path))
     _wait(executor, name)
+    # The run can finish (seen through the list) before the stream's request is made: wait for it,
+    # whichever comes first on a busy machine.
+    deadline = time.monotonic() + 20
+    while len(double.requests) < 3 and time.monotonic() < deadline:
+        time.sleep(0.02)
     assert double.prefixed == len(double.requests) >= 3  # create, list, the stream: all under /argo/
